@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from accounts.views import AccountViewSet
+from destinations.views import AccountDestinationList, DestinationViewSet
+
+router = DefaultRouter()
+router.register("accounts", AccountViewSet, basename="account")
+router.register("destinations", DestinationViewSet, basename="destination")
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path(
+        "api/accounts/<str:account_id>/destinations/",
+        AccountDestinationList.as_view(),
+        name="account-destinations",
+    ),
+    path("api/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api-auth/", include("rest_framework.urls")),
+    path("server/", include("server.urls")),
+]
+
+handler400 = "rest_framework.exceptions.bad_request"
+handler500 = "rest_framework.exceptions.server_error"

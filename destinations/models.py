@@ -1,0 +1,29 @@
+from django.db import models
+
+from accounts.models import Account
+from datapusher.validators import http_url_validator
+from destinations.validators import validate_headers
+
+
+class Destination(models.Model):
+    """A URL that receives an account's incoming data, with the method and headers to use."""
+
+    class HttpMethod(models.TextChoices):
+        GET = "GET"
+        POST = "POST"
+        PUT = "PUT"
+        PATCH = "PATCH"
+        DELETE = "DELETE"
+
+    account = models.ForeignKey(Account, on_delete=models.DB_CASCADE, related_name="destinations")
+    url = models.URLField(max_length=2048, validators=[http_url_validator])
+    http_method = models.CharField(max_length=6, choices=HttpMethod.choices)
+    headers = models.JSONField(default=dict, validators=[validate_headers])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.http_method} {self.url}"

@@ -1,0 +1,32 @@
+from rest_framework import serializers
+
+from accounts.models import Account
+from datapusher.serializers import HttpUrlField
+from destinations.models import Destination
+from destinations.validators import validate_headers
+
+
+class HttpMethodField(serializers.ChoiceField):
+    """A method in any case (`post`, `Post`), stored upper case."""
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(data.upper() if isinstance(data, str) else data)
+
+
+class DestinationSerializer(serializers.ModelSerializer):
+    account = serializers.PrimaryKeyRelatedField(
+        queryset=Account.objects.all(),
+        pk_field=serializers.UUIDField(),
+        help_text="The owning account's account_id.",
+    )
+    url = HttpUrlField(max_length=2048)
+    http_method = HttpMethodField(choices=Destination.HttpMethod.choices)
+    headers = serializers.JSONField(
+        validators=[validate_headers],
+        help_text="Header name to string value, sent with every delivery.",
+    )
+
+    class Meta:
+        model = Destination
+        fields = ["id", "account", "url", "http_method", "headers", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]

@@ -1,0 +1,51 @@
+import re
+
+from django.core.exceptions import ValidationError
+
+# RFC 9110 field-name: a token.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 field-value: visible characters, spaces and tabs inside, no leading/trailing whitespace;
+# latin-1 only (that is what goes on the wire). No CR, LF or NUL: those would inject headers.
+HEADER_VALUE = re.compile(r"([!-~\x80-\xff]([\t !-~\x80-\xff]*[!-~\x80-\xff])?)?")
+# Set by the HTTP client from the request itself; a configured value would corrupt the framing.
+RESERVED_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "host",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+MAX_HEADERS = 50
+MAX_HEADER_VALUE_LENGTH = 8192
+
+
+def validate_headers(value: object) -> None:
+    """Headers must be a JSON object of header name -> string value, safe to send as is."""
+    if not isinstance(value, dict):
+        raise ValidationError("Headers must be a JSON object of header name to string value.")
+    if len(value) > MAX_HEADERS:
+        raise ValidationError(f"At most {MAX_HEADERS} headers are allowed.")
+    seen: set[str] = set()
+    for name, header_value in value.items():
+        if not HEADER_NAME.fullmatch(name):
+            raise ValidationError(f"{name!r} is not a valid header name.")
+        if name.lower() in RESERVED_HEADERS:
+            raise ValidationError(f"{name!r} is set by Data Pusher and cannot be configured.")
+        if name.lower() in seen:
+            raise ValidationError(f"Header {name!r} is given more than once.")
+        seen.add(name.lower())
+        if not isinstance(header_value, str):
+            raise ValidationError(f"The value of header {name!r} must be a string.")
+        if len(header_value) > MAX_HEADER_VALUE_LENGTH:
+            raise ValidationError(f"The value of header {name!r} is too long.")
+        if not HEADER_VALUE.fullmatch(header_value):
+            raise ValidationError(
+                f"The value of header {name!r} contains characters not allowed in a header "
+                "(line breaks, control characters, leading or trailing whitespace)."
+            )

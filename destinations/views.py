@@ -1,0 +1,46 @@
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, viewsets
+
+from accounts.models import Account
+from destinations.models import Destination
+from destinations.serializers import DestinationSerializer
+from destinations.services import destination_create, destination_delete, destination_update
+
+
+class DestinationFilter(filters.FilterSet):
+    account = filters.UUIDFilter(field_name="account_id", help_text="Only this account's destinations.")
+
+    class Meta:
+        model = Destination
+        fields = ["account"]
+
+
+class DestinationViewSet(viewsets.ModelViewSet):
+    queryset = Destination.objects.all()
+    serializer_class = DestinationSerializer
+    filterset_class = DestinationFilter
+
+    def perform_create(self, serializer):
+        serializer.instance = destination_create(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = destination_update(
+            destination=serializer.instance, data=serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        destination_delete(destination=instance)
+
+
+@extend_schema(parameters=[OpenApiParameter("account_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
+class AccountDestinationList(generics.ListAPIView):
+    """The destinations of one account (404 for an unknown account)."""
+
+    queryset = Destination.objects.none()  # the real one depends on the URL; this one names the model
+    serializer_class = DestinationSerializer
+
+    def get_queryset(self):
+        account = generics.get_object_or_404(Account.objects.all(), account_id=self.kwargs["account_id"])
+        return account.destinations.all()
