@@ -18,7 +18,7 @@ class Destination(models.Model):
     account = models.ForeignKey(Account, on_delete=models.DB_CASCADE, related_name="destinations")
     url = models.URLField(max_length=2048, validators=[http_url_validator])
     http_method = models.CharField(max_length=6, choices=HttpMethod.choices)
-    headers = models.JSONField(default=dict, validators=[validate_headers])
+    headers = models.JSONField(default=dict, blank=True, validators=[validate_headers])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -5,6 +5,7 @@ connect/read timeouts from settings on every request, redirects never followed, 
 `requests` wrapped in the product's own exception types.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,17 +48,14 @@ _session = _build_session()
 
 
 def _root_cause(err: BaseException) -> str:
-    """The innermost reason of a requests/urllib3 error ("[Errno 111] Connection refused")."""
+    """The innermost reason of a requests/urllib3 error, without urllib3's connection repr."""
     reason: BaseException = err
     while True:
-        inner = getattr(reason, "reason", None) or (
-            reason.args[0] if reason.args and isinstance(reason.args[0], BaseException) else None
-        )
+        inner = getattr(reason, "reason", None) or (reason.args[0] if reason.args else None)
         if not isinstance(inner, BaseException):
             break
         reason = inner
-    text = str(reason)
-    return text.rsplit(": ", 1)[-1] if "Failed to establish a new connection" in text else text
+    return re.sub(r"^HTTPS?Connection\(.*?\): ", "", str(reason))
 
 
 def send(

@@ -1,0 +1,72 @@
+import pytest
+
+from accounts.models import Account
+from accounts.tests.factories import AccountFactory
+from destinations.models import Destination
+from destinations.tests.factories import DestinationFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_account_search_by_email_and_name(admin_client):
+    """The account list searches email and name."""
+    AccountFactory(email="findme@example.com", account_name="Alpha")
+    AccountFactory(email="other@example.com", account_name="Findable Beta")
+    AccountFactory(email="nobody@example.com", account_name="Gamma")
+    by_email = admin_client.get("/admin/accounts/account/", {"q": "findme"})
+    by_name = admin_client.get("/admin/accounts/account/", {"q": "findable"})
+    assert by_email.context["cl"].result_count == 1
+    assert by_name.context["cl"].result_count == 1
+
+
+def test_account_page_shows_token_read_only_and_destinations_inline(admin_client):
+    """The change page shows the token as text (not an input) and the destinations inline."""
+    destination = DestinationFactory(url="https://inline.example.com/hook")
+    account = destination.account
+    response = admin_client.get(f"/admin/accounts/account/{account.account_id}/change/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert account.app_secret_token in html
+    assert 'name="app_secret_token"' not in html
+    assert "https://inline.example.com/hook" in html
+
+
+def test_admin_creates_account_with_generated_token(admin_client):
+    """Adding an account in the admin generates its token."""
+    response = admin_client.post(
+        "/admin/accounts/account/add/",
+        {
+            "email": "admin-made@example.com",
+            "account_name": "Admin Made",
+            "website": "",
+            "destinations-TOTAL_FORMS": "0",
+            "destinations-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302
+    assert len(Account.objects.get(email="admin-made@example.com").app_secret_token) == 43
+
+
+def test_admin_rejects_header_injection(admin_client):
+    """The admin form validates headers like the API does."""
+    account = AccountFactory()
+    response = admin_client.post(
+        "/admin/destinations/destination/add/",
+        {
+            "account": str(account.account_id),
+            "url": "https://hooks.example.com/",
+            "http_method": "POST",
+            "headers": '{"X-A": "1\\r\\nX-B: 2"}',
+        },
+    )
+    assert response.status_code == 200
+    assert "contains characters not allowed in a header" in response.content.decode()
+    assert Destination.objects.count() == 0
+
+
+def test_destination_search_by_url(admin_client):
+    """The destination list searches URLs."""
+    DestinationFactory(url="https://needle.example.com/")
+    DestinationFactory(url="https://hay.example.com/")
+    response = admin_client.get("/admin/destinations/destination/", {"q": "needle"})
+    assert response.context["cl"].result_count == 1

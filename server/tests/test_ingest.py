@@ -1,0 +1,370 @@
+import json
+
+import pytest
+import requests
+import responses
+
+from accounts.tests.factories import AccountFactory
+from datapusher import __version__
+from destinations.tests.factories import DestinationFactory
+
+pytestmark = pytest.mark.django_db
+
+INGEST_URL = "/server/incoming_data"
+INVALID_DATA = {"success": False, "message": "Invalid Data"}
+UNAUTHENTICATED = {"success": False, "message": "Un Authenticate"}
+USER_AGENT = f"DataPusher/{__version__}"
+
+
+@pytest.fixture
+def mocked():
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def account():
+    return AccountFactory()
+
+
+def ingest(client, account, body: bytes | str, content_type="application/json", **extra):
+    return client.post(
+        INGEST_URL, body, content_type=content_type, headers={"CL-X-TOKEN": account.app_secret_token}, **extra
+    )
+
+
+def delivery(destination, status="succeeded", status_code=200, error=None) -> dict:
+    return {
+        "destination_id": destination.id,
+        "url": destination.url,
+        "http_method": destination.http_method,
+        "status": status,
+        "status_code": status_code,
+        "error": error,
+    }
+
+
+# --- 1. Method ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["get", "put", "patch", "delete", "options"])
+def test_non_post_methods_are_405_with_allow_header(client, account, method):
+    """Any method but POST is 405 with Allow: POST and the Invalid Data body, even with a valid token."""
+    response = getattr(client, method)(INGEST_URL, headers={"CL-X-TOKEN": account.app_secret_token})
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert response.json() == INVALID_DATA
+
+
+def test_method_is_checked_before_token(client):
+    """A GET without any token is still a 405, not a 401."""
+    response = client.get(INGEST_URL)
+    assert (response.status_code, response.json()) == (405, INVALID_DATA)
+
+
+# --- 2. Token ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [{}, {"CL-X-TOKEN": ""}, {"CL-X-TOKEN": "unknown-token"}])
+def test_missing_empty_or_unknown_token_is_401(client, account, headers):
+    """No token, an empty one and an unknown one all answer the same 401."""
+    response = client.post(INGEST_URL, b'{"a": 1}', content_type="application/json", headers=headers)
+    assert (response.status_code, response.json()) == (401, UNAUTHENTICATED)
+
+
+def test_token_is_checked_before_body(client):
+    """An unknown token with a broken body is a 401: no hint about the body to strangers."""
+    response = client.post(
+        INGEST_URL, b"{broken", content_type="application/json", headers={"CL-X-TOKEN": "nope"}
+    )
+    assert (response.status_code, response.json()) == (401, UNAUTHENTICATED)
+
+
+def test_old_token_stops_working_after_rotation(client, account, api_client):
+    """After rotate-token the old token is a 401 and the new one is accepted."""
+    old = account.app_secret_token
+    new = api_client.post(f"/api/accounts/{account.account_id}/rotate-token/").json()["app_secret_token"]
+    old_response = client.post(
+        INGEST_URL, b"{}", content_type="application/json", headers={"CL-X-TOKEN": old}
+    )
+    new_response = client.post(
+        INGEST_URL, b"{}", content_type="application/json", headers={"CL-X-TOKEN": new}
+    )
+    assert (old_response.status_code, new_response.status_code) == (401, 200)
+
+
+def test_ingest_needs_no_user_session_or_csrf(account):
+    """The token alone authenticates: CSRF checks do not apply."""
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post(
+        INGEST_URL, b"{}", content_type="application/json", headers={"CL-X-TOKEN": account.app_secret_token}
+    )
+    assert response.status_code == 200
+
+
+# --- 3. Body -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"", "application/json"),
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'"text"', "application/json"),
+        (b"42", "application/json"),
+        (b"null", "application/json"),
+        (b"true", "application/json"),
+        (b"a=1&b=2", "application/x-www-form-urlencoded"),
+        (b'{"a": 1}', "application/x-www-form-urlencoded"),
+        (b'{"a": 1}', "multipart/form-data; boundary=x"),
+        (b'{"a": 1}', "text/plain"),
+        ('{"a": "é"}'.encode("utf-16"), "application/json"),
+        ('{"a": "é"}'.encode("latin-1"), "application/json"),
+        (b'{"a": "x"}', "application/json; charset=latin-1"),
+        (b'\xef\xbb\xbf{"a": 1}', "application/json"),
+        (b'{"a": NaN}', "application/json"),
+        (b'{"a": Infinity}', "application/json"),
+        (b'{"a": 1e999}', "application/json"),
+        (b'{"a": "\\ud800"}', "application/json"),
+        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json"),
+    ],
+    ids=[
+        "empty",
+        "unparseable",
+        "array",
+        "string",
+        "number",
+        "null",
+        "boolean",
+        "form-encoded",
+        "json-sent-as-form",
+        "multipart",
+        "text-plain",
+        "utf-16",
+        "latin-1-bytes",
+        "latin-1-charset",
+        "byte-order-mark",
+        "nan",
+        "infinity",
+        "overflowing-number",
+        "lone-surrogate",
+        "nested-too-deep",
+    ],
+)
+def test_body_that_is_not_a_json_object_is_400(client, account, mocked, body, content_type):
+    """Anything but a UTF-8 JSON object is 400 Invalid Data, and nothing is delivered."""
+    DestinationFactory(account=account)
+    response = ingest(client, account, body, content_type=content_type)
+    assert (response.status_code, response.json()) == (400, INVALID_DATA)
+    assert len(mocked.calls) == 0
+
+
+def test_body_over_the_size_limit_is_413(client, account, settings):
+    """A body larger than DATA_UPLOAD_MAX_MEMORY_SIZE is a JSON 413, not an HTML error."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = ingest(client, account, json.dumps({"a": "x" * 200}))
+    assert response.status_code == 413
+    assert response.json() == {"success": False, "message": "Payload Too Large"}
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "application/cloudevents+json"]
+)
+def test_json_content_types_are_accepted(client, account, content_type):
+    """application/json (with a UTF-8 charset or not) and +json types are JSON."""
+    response = ingest(client, account, b'{"a": 1}', content_type=content_type)
+    assert response.status_code == 200
+
+
+def test_missing_content_type_is_accepted(client, account):
+    """A JSON object without a Content-Type header is accepted."""
+    response = client.generic(
+        "POST", INGEST_URL, b'{"a": 1}', content_type="", headers={"CL-X-TOKEN": account.app_secret_token}
+    )
+    assert response.status_code == 200
+
+
+# --- 4. Delivery -------------------------------------------------------------------------------
+
+
+def test_account_without_destinations_gets_empty_deliveries(client, account):
+    """No destinations: 200 with an empty list."""
+    response = ingest(client, account, b'{"a": 1}')
+    assert response.status_code == 200
+    assert response.json() == {"success": True, "message": "Data Received", "deliveries": []}
+
+
+def test_trailing_slash_is_accepted(client, account):
+    """/server/incoming_data/ behaves like /server/incoming_data."""
+    response = client.post(
+        f"{INGEST_URL}/",
+        b"{}",
+        content_type="application/json",
+        headers={"CL-X-TOKEN": account.app_secret_token},
+    )
+    assert (response.status_code, response.json()["success"]) == (200, True)
+
+
+def test_post_destination_gets_the_body_bytes_unchanged(client, account, mocked):
+    """POST sends the received bytes as is (spacing, key order, unicode), with the headers as configured."""
+    destination = DestinationFactory(
+        account=account,
+        url="https://hooks.example.com/in",
+        http_method="POST",
+        headers={"APP_ID": "1234APPID1234", "ACTION": "user.update", "Accept": "*"},
+    )
+    mocked.post("https://hooks.example.com/in", status=200)
+    body = '{ "z": 1,  "a": {"nested": [1, 2.50, "é"]}, "n": null }'.encode()
+    response = ingest(client, account, body)
+    assert response.status_code == 200
+    assert response.json() == {
+        "success": True,
+        "message": "Data Received",
+        "deliveries": [delivery(destination)],
+    }
+    sent = mocked.calls[0].request
+    assert (sent.method, sent.url, sent.body) == ("POST", "https://hooks.example.com/in", body)
+    assert dict(sent.headers) == {
+        "APP_ID": "1234APPID1234",
+        "ACTION": "user.update",
+        "Accept": "*",
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "Content-Length": str(len(body)),
+    }
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_put_and_patch_destinations_get_the_body(client, account, mocked, method):
+    """PUT and PATCH send the JSON body like POST."""
+    DestinationFactory(account=account, url="https://hooks.example.com/r/1", http_method=method, headers={})
+    mocked.add(method, "https://hooks.example.com/r/1", status=204)
+    response = ingest(client, account, b'{"a":1}')
+    assert response.json()["deliveries"][0]["status_code"] == 204
+    sent = mocked.calls[0].request
+    assert (sent.method, sent.body, sent.headers["Content-Type"]) == (method, b'{"a":1}', "application/json")
+
+
+def test_configured_content_type_and_user_agent_are_kept(client, account, mocked):
+    """A destination's own Content-Type and User-Agent (any case) win over the defaults."""
+    DestinationFactory(
+        account=account,
+        url="https://hooks.example.com/in",
+        headers={"content-type": "application/vnd.api+json", "user-agent": "Custom/1"},
+    )
+    mocked.post("https://hooks.example.com/in")
+    ingest(client, account, b"{}")
+    sent = mocked.calls[0].request
+    assert sent.headers["Content-Type"] == "application/vnd.api+json"
+    assert sent.headers["User-Agent"] == "Custom/1"
+    assert [name.lower() for name in sent.headers].count("content-type") == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_get_and_delete_destinations_get_query_parameters(client, account, mocked, method):
+    """Top-level keys become query parameters: strings as is, other values as compact JSON; no body."""
+    DestinationFactory(
+        account=account, url="https://hooks.example.com/q", http_method=method, headers={"A": "b"}
+    )
+    mocked.add(method, "https://hooks.example.com/q", status=200)
+    body = json.dumps(
+        {
+            "name": "Ada Lovelace & co",
+            "count": 3,
+            "ratio": 0.5,
+            "ok": True,
+            "off": False,
+            "none": None,
+            "obj": {"c": [1, 2]},
+            "list": ["x", {"y": "é"}],
+            "empty": "",
+        }
+    )
+    response = ingest(client, account, body)
+    assert response.json()["deliveries"][0]["status"] == "succeeded"
+    sent = mocked.calls[0].request
+    assert sent.method == method
+    assert sent.url == (
+        "https://hooks.example.com/q?name=Ada+Lovelace+%26+co&count=3&ratio=0.5&ok=true&off=false"
+        "&none=null&obj=%7B%22c%22%3A%5B1%2C2%5D%7D&list=%5B%22x%22%2C%7B%22y%22%3A%22%C3%A9%22%7D%5D&empty="
+    )
+    assert sent.body is None
+    assert dict(sent.headers) == {"A": "b", "User-Agent": USER_AGENT} | (
+        {"Content-Length": "0"} if method == "DELETE" else {}
+    )
+
+
+def test_get_query_merges_with_the_urls_own_query(client, account, mocked):
+    """Parameters already in the destination URL are kept, the data's are added after them."""
+    DestinationFactory(account=account, url="https://hooks.example.com/q?source=dp&a=0", http_method="GET")
+    mocked.get("https://hooks.example.com/q")
+    ingest(client, account, b'{"a": 1, "b": "two"}')
+    assert mocked.calls[0].request.url == "https://hooks.example.com/q?source=dp&a=0&a=1&b=two"
+
+
+def test_token_is_never_forwarded(client, account, mocked):
+    """The account's CL-X-TOKEN does not leave the service in headers, URL or body."""
+    DestinationFactory(account=account, url="https://hooks.example.com/p", http_method="POST")
+    DestinationFactory(account=account, url="https://hooks.example.com/g", http_method="GET")
+    mocked.post("https://hooks.example.com/p")
+    mocked.get("https://hooks.example.com/g")
+    ingest(client, account, b'{"a": 1}')
+    for call in mocked.calls:
+        sent = call.request
+        assert "CL-X-TOKEN" not in {name.upper() for name in sent.headers}
+        assert account.app_secret_token not in sent.url + str(dict(sent.headers)) + str(sent.body)
+
+
+def test_only_the_tokens_account_destinations_are_called(client, account, mocked):
+    """Another account's destinations receive nothing."""
+    DestinationFactory(account=account, url="https://mine.example.com/")
+    DestinationFactory(url="https://theirs.example.com/")
+    mocked.post("https://mine.example.com/")
+    response = ingest(client, account, b"{}")
+    assert [d["url"] for d in response.json()["deliveries"]] == ["https://mine.example.com/"]
+
+
+def test_failures_are_reported_per_destination_and_do_not_stop_others(client, account, mocked):
+    """500, 404, a redirect and a connection error are failed entries; the rest still succeed; answer 200."""
+    urls = [f"https://d{i}.example.com/" for i in range(5)]
+    destinations = [DestinationFactory(account=account, url=url) for url in urls]
+    mocked.post(urls[0], status=500)
+    mocked.post(urls[1], status=404)
+    mocked.post(urls[2], status=302, headers={"Location": "https://elsewhere.example.com/"})
+    mocked.post(urls[3], body=requests.ConnectionError("connection refused"))
+    mocked.post(urls[4], status=201)
+    response = ingest(client, account, b"{}")
+    assert response.status_code == 200
+    assert response.json()["deliveries"] == [
+        delivery(destinations[0], "failed", 500, "destination answered HTTP 500"),
+        delivery(destinations[1], "failed", 404, "destination answered HTTP 404"),
+        delivery(destinations[2], "failed", 302, "destination answered HTTP 302"),
+        delivery(destinations[3], "failed", None, "connection failed: connection refused"),
+        delivery(destinations[4], "succeeded", 201),
+    ]
+    assert len(mocked.calls) == 5  # the redirect was not followed
+
+
+def test_timeout_is_a_failed_entry(client, account, mocked, settings):
+    """A read timeout is reported with the configured limit."""
+    settings.DATAPUSHER_READ_TIMEOUT = 2.5
+    destination = DestinationFactory(account=account, url="https://slow.example.com/")
+    mocked.post("https://slow.example.com/", body=requests.ReadTimeout())
+    response = ingest(client, account, b"{}")
+    assert response.json()["deliveries"] == [
+        delivery(destination, "failed", None, "read timed out after 2.5s")
+    ]
+
+
+def test_every_request_carries_the_configured_timeouts(client, account, mocked, settings):
+    """Connect and read timeouts from settings are passed on every outbound request."""
+    settings.DATAPUSHER_CONNECT_TIMEOUT = 1.5
+    settings.DATAPUSHER_READ_TIMEOUT = 7
+    DestinationFactory(account=account, url="https://a.example.com/", http_method="POST")
+    DestinationFactory(account=account, url="https://b.example.com/", http_method="GET")
+    mocked.post("https://a.example.com/")
+    mocked.get("https://b.example.com/")
+    ingest(client, account, b"{}")
+    assert [call.request.req_kwargs["timeout"] for call in mocked.calls] == [(1.5, 7), (1.5, 7)]
