@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Serve Data Pusher on a scratch database and run the Postman collection (newman) and the
+# .http file (httpyac) against it, in order, as an integrator would. Needs Node.js and npm.
+# Usage: sample_apis/check.sh   (from the repository root, after `make install`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=.venv/bin/python
+WORK=$(mktemp -d)
+PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export DATABASE_URL="sqlite:///$WORK/db.sqlite3" SECRET_KEY="sample-apis-check" DEBUG=false
+BASE_URL="http://127.0.0.1:$PORT"
+# Destinations point at a closed local port: deliveries fail fast and are reported, pushes still answer 200.
+RECEIVER_URL="http://127.0.0.1:9"
+
+(cd sample_apis && npm ci --no-audit --no-fund --ignore-scripts --silent)
+$PY manage.py migrate --noinput --verbosity 0
+TOKEN=$($PY manage.py create_api_token sample-apis 2>/dev/null)
+
+$PY manage.py runserver "127.0.0.1:$PORT" --noreload >"$WORK/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 50); do
+  curl -fs -o /dev/null "$BASE_URL/api/schema/" && break
+  sleep 0.2
+done
+
+echo "== Postman collection (newman)"
+sample_apis/node_modules/.bin/newman run sample_apis/datapusher.postman_collection.json \
+  --env-var "base_url=$BASE_URL" --env-var "api_token=$TOKEN" --env-var "receiver_url=$RECEIVER_URL" \
+  --bail --color off
+
+echo "== .http file (httpyac)"
+# As a user would: set the variables at the top of the file, then send every request in order.
+sed -e "s|^@base_url = .*|@base_url = $BASE_URL|" -e "s|^@api_token = .*|@api_token = $TOKEN|" \
+  -e "s|^@receiver_url = .*|@receiver_url = $RECEIVER_URL|" sample_apis/datapusher.http >"$WORK/datapusher.http"
+(cd "$WORK" && "$OLDPWD/sample_apis/node_modules/.bin/httpyac" send datapusher.http --all --bail --output short)
