@@ -9,5 +9,5 @@ class HttpUrlField(serializers.URLField):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.validators = [v for v in self.validators if not isinstance(v, URLValidator)]
-        self.validators.append(http_url_validator)
+        others = [v for v in self.validators if not isinstance(v, URLValidator)]
+        self.validators = [http_url_validator, *others]

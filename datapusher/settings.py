@@ -122,6 +122,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
-# Outbound delivery: every request to a destination is bounded by these (seconds).
+# Outbound delivery. Each request: connect timeout, read timeout, and an overall deadline of both
+# added together (seconds), however slowly a destination drips its answer.
 DATAPUSHER_CONNECT_TIMEOUT = env.float("DATAPUSHER_CONNECT_TIMEOUT", default=5.0)
 DATAPUSHER_READ_TIMEOUT = env.float("DATAPUSHER_READ_TIMEOUT", default=10.0)
+# Deliveries sent at once per process (thread pool and connection pool size).
+DATAPUSHER_DELIVERY_CONCURRENCY = env.int("DATAPUSHER_DELIVERY_CONCURRENCY", default=32)
+# At most this much of a destination's answer is read; the first 4 KiB are kept in the log.
+DATAPUSHER_RESPONSE_MAX_BYTES = env.int("DATAPUSHER_RESPONSE_MAX_BYTES", default=65_536)
+# SSRF guard: destinations on loopback, private, link-local... addresses are refused unless their
+# network is listed here (CIDRs, e.g. "10.20.0.0/16,127.0.0.1/32"). None by default.
+DATAPUSHER_ALLOWED_NETWORKS = env.list("DATAPUSHER_ALLOWED_NETWORKS", default=[])
+# `manage.py purge_events` deletes events older than this many days by default.
+DATAPUSHER_EVENT_RETENTION_DAYS = env.int("DATAPUSHER_EVENT_RETENTION_DAYS", default=30)

@@ -9,3 +9,5 @@ from datapusher.settings import *  # noqa: F403
 # Serve static files from the apps directly: the suite does not run collectstatic.
 WHITENOISE_AUTOREFRESH = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Local receivers in the tests listen on loopback; tests of the SSRF guard override this.
+DATAPUSHER_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]

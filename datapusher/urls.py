@@ -5,10 +5,13 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.views import AccountViewSet
 from destinations.views import AccountDestinationList, DestinationViewSet
+from server.views import DeliveryViewSet, EventViewSet
 
 router = DefaultRouter()
 router.register("accounts", AccountViewSet, basename="account")
 router.register("destinations", DestinationViewSet, basename="destination")
+router.register("events", EventViewSet, basename="event")
+router.register("deliveries", DeliveryViewSet, basename="delivery")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

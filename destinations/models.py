@@ -2,7 +2,8 @@ from django.db import models
 
 from accounts.models import Account
 from datapusher.validators import http_url_validator
-from destinations.validators import validate_headers
+from destinations.signing import generate_signing_secret
+from destinations.validators import validate_destination_address, validate_headers
 
 
 class Destination(models.Model):
@@ -16,9 +17,11 @@ class Destination(models.Model):
         DELETE = "DELETE"
 
     account = models.ForeignKey(Account, on_delete=models.DB_CASCADE, related_name="destinations")
-    url = models.URLField(max_length=2048, validators=[http_url_validator])
+    url = models.URLField(max_length=2048, validators=[http_url_validator, validate_destination_address])
     http_method = models.CharField(max_length=6, choices=HttpMethod.choices)
     headers = models.JSONField(default=dict, blank=True, validators=[validate_headers])
+    # Standard Webhooks secret: receivers verify `webhook-signature` with it.
+    signing_secret = models.CharField(max_length=100, default=generate_signing_secret, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -3,7 +3,7 @@ from rest_framework import serializers
 from accounts.models import Account
 from datapusher.serializers import HttpUrlField
 from destinations.models import Destination
-from destinations.validators import validate_headers
+from destinations.validators import validate_destination_address, validate_headers
 
 
 class HttpMethodField(serializers.ChoiceField):
@@ -19,7 +19,7 @@ class DestinationSerializer(serializers.ModelSerializer):
         pk_field=serializers.UUIDField(),
         help_text="The owning account's account_id.",
     )
-    url = HttpUrlField(max_length=2048)
+    url = HttpUrlField(max_length=2048, validators=[validate_destination_address])
     http_method = HttpMethodField(choices=Destination.HttpMethod.choices)
     headers = serializers.JSONField(
         validators=[validate_headers],
@@ -28,5 +28,14 @@ class DestinationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Destination
-        fields = ["id", "account", "url", "http_method", "headers", "created_at", "updated_at"]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "account",
+            "url",
+            "http_method",
+            "headers",
+            "signing_secret",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "signing_secret", "created_at", "updated_at"]

@@ -4,6 +4,7 @@ from typing import Any
 from accounts.models import Account
 from datapusher.services import model_update
 from destinations.models import Destination
+from destinations.signing import generate_signing_secret
 
 DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers")
 
@@ -30,3 +31,10 @@ def destination_update(*, destination: Destination, data: Mapping[str, Any]) -> 
 
 def destination_delete(*, destination: Destination) -> None:
     destination.delete()
+
+
+def destination_rotate_secret(*, destination: Destination) -> Destination:
+    """Give the destination a new signing secret; deliveries are signed with it from now on."""
+    destination.signing_secret = generate_signing_secret()
+    destination.save(update_fields=["signing_secret", "updated_at"])
+    return destination

@@ -1,15 +1,23 @@
+import ipaddress
 import re
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
+
+from server.http import address_allowed, literal_address
 
 # RFC 9110 field-name: a token.
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9110 field-value: visible characters, spaces and tabs inside, no leading/trailing whitespace;
 # latin-1 only (that is what goes on the wire). No CR, LF or NUL: those would inject headers.
 HEADER_VALUE = re.compile(r"([!-~\x80-\xff]([\t !-~\x80-\xff]*[!-~\x80-\xff])?)?")
-# Set by the HTTP client from the request itself; a configured value would corrupt the framing.
+# Set by Data Pusher: signing headers, and what the HTTP client derives from the request itself
+# (a configured value would corrupt the framing).
 RESERVED_HEADERS = frozenset(
     {
+        "webhook-id",
+        "webhook-signature",
+        "webhook-timestamp",
         "connection",
         "content-length",
         "host",
@@ -49,3 +57,17 @@ def validate_headers(value: object) -> None:
                 f"The value of header {name!r} contains characters not allowed in a header "
                 "(line breaks, control characters, leading or trailing whitespace)."
             )
+
+
+def validate_destination_address(url: str) -> None:
+    """Refuse, at configuration time, URLs whose host is a literal disallowed IP or localhost.
+
+    Hostnames are checked again at connect time, after DNS, by the SSRF guard in server.http.
+    """
+    host = urlsplit(url).hostname or ""
+    if host.rstrip(".") == "localhost" or host.rstrip(".").endswith(".localhost"):
+        address = ipaddress.ip_address("127.0.0.1")
+    else:
+        address = literal_address(host)
+    if address is not None and not address_allowed(address):
+        raise ValidationError(f"destination address not allowed: {host}")

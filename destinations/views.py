@@ -2,11 +2,18 @@ from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from accounts.models import Account
 from destinations.models import Destination
 from destinations.serializers import DestinationSerializer
-from destinations.services import destination_create, destination_delete, destination_update
+from destinations.services import (
+    destination_create,
+    destination_delete,
+    destination_rotate_secret,
+    destination_update,
+)
 
 
 class DestinationFilter(filters.FilterSet):
@@ -32,6 +39,13 @@ class DestinationViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         destination_delete(destination=instance)
+
+    @extend_schema(request=None, responses=DestinationSerializer)
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, pk=None):
+        """Replace the destination's signing secret; the answer carries the new one."""
+        destination = destination_rotate_secret(destination=self.get_object())
+        return Response(self.get_serializer(destination).data)
 
 
 @extend_schema(parameters=[OpenApiParameter("account_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])

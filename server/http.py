@@ -1,25 +1,43 @@
 """All outbound HTTP to destinations goes through here; nothing else imports `requests`.
 
-One shared `requests.Session` (connection pooling) with a User-Agent naming the product, the
-connect/read timeouts from settings on every request, redirects never followed, and the errors of
-`requests` wrapped in the product's own exception types.
+One shared `requests.Session` (connection pooling) with:
+- a User-Agent naming the product, and no proxies or .netrc credentials from the environment;
+- the connect/read timeouts from settings on every request, plus an overall deadline that a
+  destination dripping its answer byte by byte cannot stretch (a watchdog shuts the socket);
+- redirects never followed, and at most DATAPUSHER_RESPONSE_MAX_BYTES of a body read;
+- the SSRF guard: the address actually connected to is checked at connect time, after DNS, so
+  hostnames resolving to private addresses and DNS rebinding are refused, not only literal IPs;
+- `requests`/urllib3 errors wrapped in the product's own exception types, classified once.
 """
 
+import contextlib
+import functools
+import ipaddress
 import re
-from collections.abc import Sequence
+import socket
+import threading
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 
 from datapusher import __version__
 
 USER_AGENT = f"DataPusher/{__version__}"
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class OutboundError(Exception):
-    """A request to a destination that produced no HTTP response."""
+    """A request to a destination that produced no usable HTTP response."""
+
+    retryable = True
 
 
 class OutboundTimeout(OutboundError):
@@ -30,9 +48,162 @@ class OutboundConnectionError(OutboundError):
     pass
 
 
+class AddressNotAllowed(OutboundError):
+    """The destination resolves only to addresses the SSRF guard refuses. Never retried."""
+
+    retryable = False
+
+
 @dataclass(frozen=True)
 class OutboundResponse:
     status_code: int
+    body: bytes  # at most DATAPUSHER_RESPONSE_MAX_BYTES
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def retryable(self) -> bool:
+        """5xx and 429 may pass; other 4xx and 3xx (redirects are not followed) will not."""
+        return self.status_code >= 500 or self.status_code == 429
+
+
+# --- SSRF guard ----------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def address_allowed(address: IPAddress) -> bool:
+    """Public unicast addresses, plus any in DATAPUSHER_ALLOWED_NETWORKS.
+
+    Refused by default: loopback, private (RFC 1918, fc00::/7), link-local (169.254/16 with cloud
+    metadata, fe80::/10), CGNAT (100.64/10), multicast, reserved, unspecified, and IPv4-mapped
+    IPv6 forms of all of these.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if any(address in network for network in _networks(tuple(settings.DATAPUSHER_ALLOWED_NETWORKS))):
+        return True
+    return address.is_global and not (address.is_multicast or address.is_reserved)
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The IP address a URL's host spells literally (`10.0.0.1`, `[::1]`), or None for a name."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _resolve(host: str, port: int) -> list[IPAddress]:
+    infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+
+
+class _GuardedConnectionMixin:
+    """Connects only to vetted addresses and lets the request's watchdog cut a stalled answer."""
+
+    def _new_conn(self) -> socket.socket:
+        host = self._dns_host
+        try:
+            addresses = _resolve(host, self.port)
+        except socket.gaierror as err:
+            raise NameResolutionError(self.host, self, err) from err
+        allowed = [address for address in addresses if address_allowed(address)]
+        if not allowed:
+            refused = ", ".join(str(address) for address in addresses)
+            raise AddressNotAllowed(f"destination address not allowed: {refused}")
+        # Connect to the address just checked: no second lookup that DNS rebinding could answer
+        # differently. TLS still verifies the certificate against the hostname (self.host).
+        last_error: Exception | None = None
+        for address in allowed:
+            self._dns_host = str(address)
+            try:
+                return super()._new_conn()
+            except ConnectTimeoutError as err:  # also NewConnectionError (refused, unreachable)
+                last_error = err
+            finally:
+                self._dns_host = host
+        raise last_error
+
+    def getresponse(self, *args, **kwargs):
+        watchdog = getattr(_current, "watchdog", None)
+        if watchdog is not None:
+            watchdog.watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _GuardedHTTPConnectionPool,
+            "https": _GuardedHTTPSConnectionPool,
+        }
+
+
+# --- Overall deadline -----------------------------------------------------------------------------
+
+_current = threading.local()
+
+
+class _Watchdog:
+    """Shuts the request's socket down when the deadline passes, ending any blocked read."""
+
+    def __init__(self, seconds: float):
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Watchdog":
+        _current.watchdog = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+        _current.watchdog = None
+
+    def watch(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.fired:
+                self._shutdown()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+
+# --- The session ----------------------------------------------------------------------------------
 
 
 def _build_session() -> requests.Session:
@@ -41,10 +212,18 @@ def _build_session() -> requests.Session:
     # No proxies or .netrc credentials picked up from the environment: a destination is
     # user-supplied, and must never receive credentials it was not configured with.
     session.trust_env = False
+    pool_size = settings.DATAPUSHER_DELIVERY_CONCURRENCY
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, _GuardedAdapter(pool_connections=pool_size, pool_maxsize=pool_size))
     return session
 
 
 _session = _build_session()
+
+
+def deadline_seconds() -> float:
+    """The longest one request may take, end to end: connect timeout + read timeout."""
+    return settings.DATAPUSHER_CONNECT_TIMEOUT + settings.DATAPUSHER_READ_TIMEOUT
 
 
 def _root_cause(err: BaseException) -> str:
@@ -55,7 +234,16 @@ def _root_cause(err: BaseException) -> str:
         if not isinstance(inner, BaseException):
             break
         reason = inner
-    return re.sub(r"^HTTPS?Connection\(.*?\): ", "", str(reason))
+    return re.sub(r"^\w*HTTPS?Connection\(.*?\): ", "", str(reason))
+
+
+def _read_capped(chunks: Iterable[bytes], limit: int) -> bytes:
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) >= limit:
+            break
+    return bytes(body[:limit])
 
 
 def send(
@@ -66,28 +254,51 @@ def send(
     params: Sequence[tuple[str, str]] = (),
     body: bytes | None = None,
 ) -> OutboundResponse:
-    """Send one request and return its status. Raises OutboundError when there is no response."""
+    """Send one request; return its status and the start of its body.
+
+    Raises OutboundTimeout, OutboundConnectionError, AddressNotAllowed or OutboundError when there
+    is no complete answer within the deadline.
+    """
     connect_timeout = settings.DATAPUSHER_CONNECT_TIMEOUT
     read_timeout = settings.DATAPUSHER_READ_TIMEOUT
+    deadline = deadline_seconds()
+    with _Watchdog(deadline) as watchdog:
+        try:
+            response = _session.request(
+                method,
+                url,
+                headers=headers,
+                params=params,
+                data=body,
+                timeout=(connect_timeout, read_timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:
+                content = _read_capped(response.iter_content(8192), settings.DATAPUSHER_RESPONSE_MAX_BYTES)
+        except AddressNotAllowed:
+            raise
+        except requests.ConnectTimeout as err:
+            raise OutboundTimeout(f"connect timed out after {connect_timeout:g}s") from err
+        except requests.ReadTimeout as err:
+            raise OutboundTimeout(f"read timed out after {read_timeout:g}s") from err
+        except requests.RequestException as err:
+            if watchdog.fired:
+                raise OutboundTimeout(f"no complete response within {deadline:g}s") from err
+            if isinstance(err, requests.ConnectionError):
+                raise OutboundConnectionError(f"connection failed: {_root_cause(err)}") from err
+            raise OutboundError(f"request failed: {_root_cause(err)}") from err
+        if watchdog.fired:  # the cut looked like the end of a close-delimited body
+            raise OutboundTimeout(f"no complete response within {deadline:g}s")
+    return OutboundResponse(status_code=response.status_code, body=content)
+
+
+def timed_send(**request) -> tuple[OutboundResponse | OutboundError, float, float]:
+    """send(), never raising: (response or error, start unix time, duration in seconds)."""
+    started = time.time()
+    clock = time.monotonic()
     try:
-        response = _session.request(
-            method,
-            url,
-            headers=headers,
-            params=params,
-            data=body,
-            timeout=(connect_timeout, read_timeout),
-            allow_redirects=False,
-            stream=True,
-        )
-    except requests.ConnectTimeout as err:
-        raise OutboundTimeout(f"connect timed out after {connect_timeout:g}s") from err
-    except requests.ReadTimeout as err:
-        raise OutboundTimeout(f"read timed out after {read_timeout:g}s") from err
-    except requests.ConnectionError as err:
-        raise OutboundConnectionError(f"connection failed: {_root_cause(err)}") from err
-    except requests.RequestException as err:
-        raise OutboundError(f"request failed: {_root_cause(err)}") from err
-    # The body is not used; closing without reading it keeps a huge response out of memory.
-    response.close()
-    return OutboundResponse(status_code=response.status_code)
+        outcome: OutboundResponse | OutboundError = send(**request)
+    except OutboundError as err:
+        outcome = err
+    return outcome, started, time.monotonic() - clock

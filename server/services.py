@@ -1,31 +1,45 @@
-"""Pushing an account's incoming data to its destinations."""
+"""Ingest and delivery: an event in, one delivery per destination out, every attempt logged.
+
+Worker threads only send HTTP (server.http); every database read and write happens on the
+calling thread, so no thread holds a connection of its own.
+"""
 
 import json
-import logging
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts.models import Account
-from destinations.models import Destination
+from destinations.signing import sign
 from server import http
-
-logger = logging.getLogger(__name__)
+from server.models import Attempt, Delivery, Event
+from server.payload import payload_parse
 
 # Methods whose request carries the data as query parameters instead of a body.
 QUERY_METHODS = frozenset({"GET", "DELETE"})
+RESPONSE_EXCERPT_BYTES = 4096
+# Slack on top of the per-request deadline for thread hand-over before an attempt is given up.
+FAN_OUT_GRACE_SECONDS = 1.0
+
+
+class DestinationDeleted(Exception):
+    """The delivery's destination no longer exists, so it cannot be sent again."""
 
 
 @dataclass(frozen=True)
-class DeliveryResult:
-    destination_id: int
-    url: str
-    http_method: str
-    status: Literal["succeeded", "failed"]
-    status_code: int | None
-    error: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+class IngestOutcome:
+    event: Event
+    deliveries: list[Delivery]
+    duplicate: bool
 
 
 def query_params(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -39,41 +53,202 @@ def query_params(data: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def destination_deliver(*, destination: Destination, body: bytes, data: dict[str, Any]) -> DeliveryResult:
-    """Send the data to one destination; any failure is returned as a `failed` result, never raised."""
+def _outbound_request(*, delivery: Delivery, body: bytes, data: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of http.send for one attempt of `delivery`, signed."""
+    destination = delivery.destination
     headers = dict(destination.headers)
     if destination.http_method in QUERY_METHODS:
-        params, request_body = query_params(data), None
+        params, payload = query_params(data), None
     else:
-        params, request_body = [], body
+        params, payload = [], body
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
-    result = dict(destination_id=destination.id, url=destination.url, http_method=destination.http_method)
-    try:
-        response = http.send(
-            method=destination.http_method,
-            url=destination.url,
-            headers=headers,
-            params=params,
-            body=request_body,
-        )
-    except http.OutboundError as err:
-        logger.warning("delivery to destination %s failed: %s", destination.id, err)
-        return DeliveryResult(**result, status="failed", status_code=None, error=str(err))
-    if 200 <= response.status_code < 300:
-        return DeliveryResult(**result, status="succeeded", status_code=response.status_code, error=None)
-    logger.warning("delivery to destination %s answered HTTP %s", destination.id, response.status_code)
-    return DeliveryResult(
-        **result,
-        status="failed",
-        status_code=response.status_code,
-        error=f"destination answered HTTP {response.status_code}",
+    message_id, timestamp = str(delivery.delivery_id), int(time.time())
+    headers["webhook-id"] = message_id
+    headers["webhook-timestamp"] = str(timestamp)
+    headers["webhook-signature"] = sign(
+        secret=destination.signing_secret, message_id=message_id, timestamp=timestamp, body=payload or b""
+    )
+    return {
+        "method": destination.http_method,
+        "url": destination.url,
+        "headers": headers,
+        "params": params,
+        "body": payload,
+    }
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _executor_get() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.DATAPUSHER_DELIVERY_CONCURRENCY, thread_name_prefix="delivery"
+            )
+        return _executor
+
+
+SendResult = tuple[http.OutboundResponse | http.OutboundError, float, float]
+
+
+def _fan_out(requests: Sequence[dict[str, Any]]) -> list[SendResult]:
+    """Send all requests concurrently; each result arrives within the deadline (plus grace)."""
+    if len(requests) == 1:
+        return [http.timed_send(**requests[0])]
+    executor = _executor_get()
+    submitted, clock = time.time(), time.monotonic()
+    futures = [executor.submit(http.timed_send, **request) for request in requests]
+    give_up_at = clock + http.deadline_seconds() + FAN_OUT_GRACE_SECONDS
+    results: list[SendResult] = []
+    for future in futures:
+        try:
+            results.append(future.result(timeout=max(give_up_at - time.monotonic(), 0)))
+        except FuturesTimeout:
+            if future.cancel():
+                error = http.OutboundError("not attempted: every delivery worker was busy")
+            else:  # stuck where the watchdog cannot reach, such as a DNS lookup
+                error = http.OutboundTimeout(f"no complete response within {http.deadline_seconds():g}s")
+            results.append((error, submitted, time.monotonic() - clock))
+    return results
+
+
+def _clean_text(text: str) -> str:
+    return text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+
+
+def _attempt_apply(*, delivery: Delivery, result: SendResult) -> Attempt:
+    """Update `delivery` with one attempt's outcome and return the (unsaved) Attempt."""
+    outcome, started, duration = result
+    if isinstance(outcome, http.OutboundResponse):
+        status_code = outcome.status_code
+        excerpt = outcome.body[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
+        error = "" if outcome.succeeded else f"destination answered HTTP {status_code}"
+        succeeded = outcome.succeeded
+    else:
+        status_code, excerpt, error, succeeded = None, "", str(outcome), False
+    duration_ms = round(duration * 1000)
+    finished_at = datetime.fromtimestamp(started + duration, tz=UTC)
+    delivery.status = Delivery.Status.SUCCEEDED if succeeded else Delivery.Status.FAILED
+    delivery.attempt_count += 1
+    delivery.last_status_code = status_code
+    delivery.duration_ms = duration_ms
+    delivery.error = _clean_text(error)
+    delivery.processed_at = finished_at
+    delivery.url = delivery.destination.url
+    delivery.http_method = delivery.destination.http_method
+    return Attempt(
+        delivery=delivery,
+        status_code=status_code,
+        response_body=_clean_text(excerpt),
+        error=delivery.error,
+        duration_ms=duration_ms,
+        started_at=datetime.fromtimestamp(started, tz=UTC),
+        finished_at=finished_at,
     )
 
 
-def incoming_data_push(*, account: Account, body: bytes, data: dict[str, Any]) -> list[DeliveryResult]:
-    """Deliver `data` (received as `body`) to every destination of `account`; one result each."""
-    return [
-        destination_deliver(destination=destination, body=body, data=data)
-        for destination in account.destinations.all()
-    ]
+DELIVERY_ATTEMPT_FIELDS = [
+    "status",
+    "attempt_count",
+    "last_status_code",
+    "duration_ms",
+    "error",
+    "processed_at",
+    "url",
+    "http_method",
+    "updated_at",
+]
+
+
+def deliveries_send(*, deliveries: Sequence[Delivery], body: bytes, data: dict[str, Any]) -> None:
+    """Attempt each delivery once, concurrently; log the attempts and update the deliveries.
+
+    Every delivery must have its destination. Failures are recorded, never raised.
+    """
+    if not deliveries:
+        return
+    results = _fan_out([_outbound_request(delivery=d, body=body, data=data) for d in deliveries])
+    attempts = [_attempt_apply(delivery=d, result=r) for d, r in zip(deliveries, results, strict=True)]
+    now = timezone.now()
+    for delivery in deliveries:
+        delivery.updated_at = now
+    with transaction.atomic():
+        Attempt.objects.bulk_create(attempts)
+        Delivery.objects.bulk_update(deliveries, DELIVERY_ATTEMPT_FIELDS)
+
+
+def event_ingest(
+    *, account: Account, body: bytes, data: dict[str, Any], external_id: str | None
+) -> IngestOutcome:
+    """Store the event and one delivery per destination, then deliver them all concurrently.
+
+    With an `external_id` already used by this account, nothing is stored or sent: the first
+    event's outcome is returned with `duplicate=True` (a unique constraint decides, so two
+    concurrent requests cannot both deliver).
+    """
+    destinations = list(account.destinations.all())
+    try:
+        with transaction.atomic():
+            event = Event.objects.create(account=account, external_id=external_id, body=body.decode())
+            deliveries = Delivery.objects.bulk_create(
+                Delivery(event=event, destination=d, url=d.url, http_method=d.http_method)
+                for d in destinations
+            )
+    except IntegrityError:
+        if external_id is None:
+            raise
+        first = Event.objects.get(account=account, external_id=external_id)
+        return IngestOutcome(event=first, deliveries=list(first.deliveries.all()), duplicate=True)
+    deliveries_send(deliveries=deliveries, body=body, data=data)
+    event.processed_at = timezone.now()
+    event.save(update_fields=["processed_at"])
+    return IngestOutcome(event=event, deliveries=deliveries, duplicate=False)
+
+
+def _event_payload(event: Event) -> tuple[bytes, dict[str, Any]]:
+    body = event.body.encode()
+    return body, payload_parse(body=body, content_type="application/json", charset=None)
+
+
+def delivery_retry(*, delivery: Delivery) -> Delivery:
+    """Send the delivery again now (same webhook-id), to its destination as configured today.
+
+    Raises DestinationDeleted when the destination is gone.
+    """
+    if delivery.destination is None:
+        raise DestinationDeleted
+    body, data = _event_payload(delivery.event)
+    deliveries_send(deliveries=[delivery], body=body, data=data)
+    return delivery
+
+
+def event_redeliver(*, event: Event, include_succeeded: bool = False) -> list[Delivery]:
+    """Send the event's failed deliveries again (all of them with `include_succeeded`).
+
+    Deliveries whose destination was deleted are skipped. Returns the deliveries sent.
+    """
+    deliveries = event.deliveries.select_related("destination").filter(destination__isnull=False)
+    if not include_succeeded:
+        deliveries = deliveries.filter(status=Delivery.Status.FAILED)
+    deliveries = list(deliveries)
+    body, data = _event_payload(event)
+    deliveries_send(deliveries=deliveries, body=body, data=data)
+    return deliveries
+
+
+def events_purge(*, older_than: datetime, batch_size: int = 1000) -> int:
+    """Delete events received before `older_than` (their deliveries and attempts cascade in the
+    database), in batches so no statement locks the tables for long. Returns the number deleted."""
+    deleted = 0
+    while True:
+        batch = list(
+            Event.objects.filter(received_at__lt=older_than).values_list("event_id", flat=True)[:batch_size]
+        )
+        if not batch:
+            return deleted
+        Event.objects.filter(event_id__in=batch).delete()
+        deleted += len(batch)

@@ -1,3 +1,4 @@
+import re
 import uuid
 
 import pytest
@@ -51,7 +52,17 @@ def test_create_returns_the_destination(api_client):
     response = api_client.post(LIST_URL, payload(account), format="json")
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "account", "url", "http_method", "headers", "created_at", "updated_at"}
+    assert set(body) == {
+        "id",
+        "account",
+        "url",
+        "http_method",
+        "headers",
+        "signing_secret",
+        "created_at",
+        "updated_at",
+    }
+    assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", body["signing_secret"])
     assert body["account"] == str(account.account_id)
     assert body["headers"] == SEED_HEADERS
     destination = Destination.objects.get(id=body["id"])

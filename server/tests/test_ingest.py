@@ -7,6 +7,7 @@ import responses
 from accounts.tests.factories import AccountFactory
 from datapusher import __version__
 from destinations.tests.factories import DestinationFactory
+from server.models import Delivery, Event
 
 pytestmark = pytest.mark.django_db
 
@@ -34,14 +35,37 @@ def ingest(client, account, body: bytes | str, content_type="application/json", 
 
 
 def delivery(destination, status="succeeded", status_code=200, error=None) -> dict:
+    """The ingest's entry for `destination`, checked against the delivery log."""
+    stored = Delivery.objects.get(destination=destination)
+    assert (stored.status, stored.last_status_code, stored.error or None) == (status, status_code, error)
     return {
+        "delivery_id": str(stored.delivery_id),
         "destination_id": destination.id,
         "url": destination.url,
         "http_method": destination.http_method,
         "status": status,
         "status_code": status_code,
         "error": error,
+        "duration_ms": stored.duration_ms,
     }
+
+
+def received(account, deliveries: list[dict]) -> dict:
+    """The whole ingest answer for the account's one event."""
+    return {
+        "success": True,
+        "message": "Data Received",
+        "event_id": str(Event.objects.get(account=account).event_id),
+        "duplicate": False,
+        "deliveries": deliveries,
+    }
+
+
+def unsigned(headers) -> dict:
+    """The headers without the Standard Webhooks trio (checked in test_signing)."""
+    rest = {name: value for name, value in headers.items() if not name.startswith("webhook-")}
+    assert len(headers) - len(rest) == 3
+    return rest
 
 
 # --- 1. Method ---------------------------------------------------------------------------------
@@ -193,7 +217,7 @@ def test_account_without_destinations_gets_empty_deliveries(client, account):
     """No destinations: 200 with an empty list."""
     response = ingest(client, account, b'{"a": 1}')
     assert response.status_code == 200
-    assert response.json() == {"success": True, "message": "Data Received", "deliveries": []}
+    assert response.json() == received(account, [])
 
 
 def test_trailing_slash_is_accepted(client, account):
@@ -219,14 +243,10 @@ def test_post_destination_gets_the_body_bytes_unchanged(client, account, mocked)
     body = '{ "z": 1,  "a": {"nested": [1, 2.50, "é"]}, "n": null }'.encode()
     response = ingest(client, account, body)
     assert response.status_code == 200
-    assert response.json() == {
-        "success": True,
-        "message": "Data Received",
-        "deliveries": [delivery(destination)],
-    }
+    assert response.json() == received(account, [delivery(destination)])
     sent = mocked.calls[0].request
     assert (sent.method, sent.url, sent.body) == ("POST", "https://hooks.example.com/in", body)
-    assert dict(sent.headers) == {
+    assert unsigned(sent.headers) == {
         "APP_ID": "1234APPID1234",
         "ACTION": "user.update",
         "Accept": "*",
@@ -291,7 +311,7 @@ def test_get_and_delete_destinations_get_query_parameters(client, account, mocke
         "&none=null&obj=%7B%22c%22%3A%5B1%2C2%5D%7D&list=%5B%22x%22%2C%7B%22y%22%3A%22%C3%A9%22%7D%5D&empty="
     )
     assert sent.body is None
-    assert dict(sent.headers) == {"A": "b", "User-Agent": USER_AGENT} | (
+    assert unsigned(sent.headers) == {"A": "b", "User-Agent": USER_AGENT} | (
         {"Content-Length": "0"} if method == "DELETE" else {}
     )
 

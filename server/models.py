@@ -1,0 +1,95 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Account
+from destinations.models import Destination
+
+
+class Event(models.Model):
+    """One accepted ingest: the data an upstream system sent for an account."""
+
+    event_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.DB_CASCADE, related_name="events")
+    # CL-X-EVENT-ID: the sender's idempotency key, unique per account when given.
+    external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL: no key given)
+    body = models.TextField(help_text="The JSON body exactly as received (UTF-8).")
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="event_external_id_unique_per_account",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "-received_at"], name="event_account_received"),
+            models.Index(fields=["received_at"], name="event_received"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.event_id)
+
+
+class Delivery(models.Model):
+    """One event sent to one destination, over one or more attempts."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    # The sequential id orders deliveries as created; delivery_id is the public id and the
+    # Standard Webhooks `webhook-id` (the same across retries).
+    delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event = models.ForeignKey(Event, on_delete=models.DB_CASCADE, related_name="deliveries")
+    destination = models.ForeignKey(
+        Destination, on_delete=models.DB_SET_NULL, null=True, blank=True, related_name="deliveries"
+    )
+    # Where it was (last) sent, kept when the destination is deleted.
+    url = models.URLField(max_length=2048)
+    http_method = models.CharField(max_length=6)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="delivery_status_created"),
+            models.Index(fields=["created_at"], name="delivery_created"),
+            models.Index(fields=["processed_at"], name="delivery_processed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.http_method} {self.url} ({self.status})"
+
+
+class Attempt(models.Model):
+    """One HTTP try of a delivery."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.DB_CASCADE, related_name="attempts")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True, default="", help_text="The first 4 KiB of the answer.")
+    error = models.TextField(blank=True, default="")
+    duration_ms = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.status_code or self.error} in {self.duration_ms} ms"
