@@ -26,6 +26,9 @@ class Receiver:
     requests: list[ReceivedRequest] = field(default_factory=list)
     # (handler) -> None: answers the request; the default answers 200 "ok".
     respond: Callable[[BaseHTTPRequestHandler], None] | None = None
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _answer_ok(handler: BaseHTTPRequestHandler) -> None:
@@ -43,15 +46,22 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            state.requests.append(
-                ReceivedRequest(
-                    method=self.command,
-                    path=self.path,
-                    headers=dict(self.headers.items()),
-                    body=self.rfile.read(length),
+            with state.lock:
+                state.requests.append(
+                    ReceivedRequest(
+                        method=self.command,
+                        path=self.path,
+                        headers=dict(self.headers.items()),
+                        body=self.rfile.read(length),
+                    )
                 )
-            )
-            (state.respond or _answer_ok)(self)
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                (state.respond or _answer_ok)(self)
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
@@ -60,6 +70,7 @@ def receiver() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    server.request_queue_size = 64
     state = Receiver(url=f"http://127.0.0.1:{server.server_port}")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

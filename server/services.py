@@ -7,6 +7,7 @@ calling thread, so no thread holds a connection of its own.
 import json
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -16,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Account
@@ -209,35 +211,34 @@ def event_ingest(
     return IngestOutcome(event=event, deliveries=deliveries, duplicate=False)
 
 
-def _event_payload(event: Event) -> tuple[bytes, dict[str, Any]]:
-    body = event.body.encode()
-    return body, payload_parse(body=body, content_type="application/json", charset=None)
-
-
-def delivery_retry(*, delivery: Delivery) -> Delivery:
-    """Send the delivery again now (same webhook-id), to its destination as configured today.
-
-    Raises DestinationDeleted when the destination is gone.
-    """
-    if delivery.destination is None:
-        raise DestinationDeleted
-    body, data = _event_payload(delivery.event)
-    deliveries_send(deliveries=[delivery], body=body, data=data)
-    return delivery
+def deliveries_redeliver(*, deliveries: QuerySet[Delivery]) -> list[Delivery]:
+    """Send the given deliveries again now, with their webhook-ids, to their destinations as
+    configured today. Deliveries whose destination was deleted are skipped. Returns those sent."""
+    to_send = list(deliveries.select_related("event", "destination").filter(destination__isnull=False))
+    by_event: dict[Any, list[Delivery]] = defaultdict(list)
+    for delivery in to_send:
+        by_event[delivery.event_id].append(delivery)
+    for group in by_event.values():
+        body = group[0].event.body.encode()
+        data = payload_parse(body=body, content_type="application/json", charset=None)
+        deliveries_send(deliveries=group, body=body, data=data)
+    return to_send
 
 
 def event_redeliver(*, event: Event, include_succeeded: bool = False) -> list[Delivery]:
-    """Send the event's failed deliveries again (all of them with `include_succeeded`).
-
-    Deliveries whose destination was deleted are skipped. Returns the deliveries sent.
-    """
-    deliveries = event.deliveries.select_related("destination").filter(destination__isnull=False)
+    """Send the event's failed deliveries again (all of them with `include_succeeded`)."""
+    deliveries = event.deliveries.all()
     if not include_succeeded:
         deliveries = deliveries.filter(status=Delivery.Status.FAILED)
-    deliveries = list(deliveries)
-    body, data = _event_payload(event)
-    deliveries_send(deliveries=deliveries, body=body, data=data)
-    return deliveries
+    return deliveries_redeliver(deliveries=deliveries)
+
+
+def delivery_retry(*, delivery: Delivery) -> Delivery:
+    """Send one delivery again now. Raises DestinationDeleted when its destination is gone."""
+    if delivery.destination_id is None:
+        raise DestinationDeleted
+    [sent] = deliveries_redeliver(deliveries=Delivery.objects.filter(pk=delivery.pk))
+    return sent
 
 
 def events_purge(*, older_than: datetime, batch_size: int = 1000) -> int:

@@ -1,0 +1,25 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from server.services import events_purge
+
+
+class Command(BaseCommand):
+    help = "Delete events (with their deliveries and attempts) older than the retention period."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--older-than-days",
+            type=int,
+            default=None,
+            help="Default: DATAPUSHER_EVENT_RETENTION_DAYS.",
+        )
+        parser.add_argument("--batch-size", type=int, default=1000)
+
+    def handle(self, *args, older_than_days: int | None, batch_size: int, **options):
+        days = settings.DATAPUSHER_EVENT_RETENTION_DAYS if older_than_days is None else older_than_days
+        deleted = events_purge(older_than=timezone.now() - timedelta(days=days), batch_size=batch_size)
+        self.stdout.write(f"Deleted {deleted} events received before {days} days ago.")

@@ -1,0 +1,120 @@
+"""CL-X-EVENT-ID: the same event id for an account is delivered once, even under concurrency."""
+
+import threading
+import time
+
+import pytest
+import responses
+from django.db import connection
+from django.test import Client
+
+from accounts.tests.factories import AccountFactory
+from destinations.tests.factories import DestinationFactory
+from server.models import Attempt, Delivery, Event
+
+
+def ingest(client, account, body: bytes = b'{"a": 1}', event_id: str | None = None):
+    headers = {"CL-X-TOKEN": account.app_secret_token}
+    if event_id is not None:
+        headers["CL-X-EVENT-ID"] = event_id
+    return client.post("/server/incoming_data", body, content_type="application/json", headers=headers)
+
+
+@pytest.fixture
+def mocked():
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+@pytest.mark.django_db
+def test_repeated_event_id_sends_nothing_and_answers_the_first_outcome(client, mocked):
+    """The second ingest with the same id: 200, duplicate true, the first event's deliveries, no request."""
+    account = AccountFactory()
+    DestinationFactory(account=account, url="https://hooks.example.com/a")
+    mocked.post("https://hooks.example.com/a", status=502)
+    first = ingest(client, account, event_id="order-7")
+    second = ingest(client, account, b'{"different": true}', event_id="order-7")
+    assert len(mocked.calls) == 1
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["duplicate"] is False
+    assert second.json() == {**first.json(), "duplicate": True}
+    assert second.json()["deliveries"][0]["status_code"] == 502
+    event = Event.objects.get()
+    assert (event.external_id, event.body) == ("order-7", '{"a": 1}')
+
+
+@pytest.mark.django_db
+def test_event_ids_are_scoped_per_account(client, mocked):
+    """Two accounts may use the same event id; each is delivered."""
+    first, second = AccountFactory(), AccountFactory()
+    DestinationFactory(account=first, url="https://first.example.com/")
+    DestinationFactory(account=second, url="https://second.example.com/")
+    mocked.post("https://first.example.com/")
+    mocked.post("https://second.example.com/")
+    answers = [ingest(client, account, event_id="evt-1").json() for account in (first, second)]
+    assert [a["duplicate"] for a in answers] == [False, False]
+    assert Event.objects.filter(external_id="evt-1").count() == 2
+
+
+@pytest.mark.django_db
+def test_without_event_id_every_ingest_is_a_new_event(client, mocked):
+    """No CL-X-EVENT-ID (or an empty one): no deduplication."""
+    account = AccountFactory()
+    DestinationFactory(account=account, url="https://hooks.example.com/")
+    mocked.post("https://hooks.example.com/")
+    ingest(client, account)
+    ingest(client, account, event_id="")
+    assert len(mocked.calls) == 2
+    assert list(Event.objects.values_list("external_id", flat=True)) == [None, None]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("event_id", ["x" * 256, "tab\there", "caf\u00e9", " leading-space"])
+def test_malformed_event_id_is_400(client, event_id):
+    """An event id must be 1 to 255 printable ASCII characters; nothing is stored."""
+    account = AccountFactory()
+    response = client.post(
+        "/server/incoming_data",
+        b"{}",
+        content_type="application/json",
+        headers={"CL-X-TOKEN": account.app_secret_token, "CL-X-EVENT-ID": event_id},
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "success": False,
+        "message": "Invalid Data",
+        "error": "CL-X-EVENT-ID must be 1 to 255 printable ASCII characters.",
+    }
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_identical_requests_at_the_same_instant_deliver_once(receiver):
+    """Concurrent ingests with one event id: one delivery reaches the receiver, one answer is a duplicate."""
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "needs concurrent writers: runs on PostgreSQL "
+            "(DATABASE_URL=postgres://postgres@127.0.0.1:5432/test make test; CI runs it)"
+        )
+    receiver.respond = lambda handler: (time.sleep(0.3), handler.send_response(200), handler.end_headers())
+    account = AccountFactory()
+    DestinationFactory(account=account, url=receiver.url)
+    barrier = threading.Barrier(2)
+    answers = []
+
+    def post():
+        try:
+            barrier.wait()
+            answers.append(ingest(Client(), account, event_id="same-instant").json())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(receiver.requests) == 1
+    assert sorted(a["duplicate"] for a in answers) == [False, True]
+    assert answers[0]["event_id"] == answers[1]["event_id"]
+    assert (Event.objects.count(), Delivery.objects.count(), Attempt.objects.count()) == (1, 1, 1)

@@ -1,0 +1,115 @@
+"""Standard Webhooks signing, checked with the spec's published Python verifier."""
+
+import re
+import time
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from accounts.tests.factories import AccountFactory
+from destinations.tests.factories import DestinationFactory
+from server.models import Delivery
+
+pytestmark = pytest.mark.django_db
+
+
+def ingest(client, account, body: bytes):
+    return client.post(
+        "/server/incoming_data",
+        body,
+        content_type="application/json",
+        headers={"CL-X-TOKEN": account.app_secret_token},
+    )
+
+
+@pytest.mark.parametrize(("method", "signed_body"), [("POST", b'{"a": [1, "\xc3\xa9"]}'), ("PUT", b"{}")])
+def test_body_deliveries_verify_with_the_reference_library(client, receiver, method, signed_body):
+    """POST/PUT: the received body with the webhook-* headers passes Webhook(secret).verify()."""
+    destination = DestinationFactory(account=AccountFactory(), url=receiver.url, http_method=method)
+    ingest(client, destination.account, signed_body)
+    [received] = receiver.requests
+    assert received.body == signed_body
+    Webhook(destination.signing_secret).verify(received.body, received.headers)
+
+
+def test_query_deliveries_sign_an_empty_body(client, receiver):
+    """GET/DELETE carry no body, so the signature covers an empty one."""
+    destination = DestinationFactory(account=AccountFactory(), url=receiver.url, http_method="GET")
+    ingest(client, destination.account, b'{"a": 1}')
+    [received] = receiver.requests
+    Webhook(destination.signing_secret).verify(b"", received.headers, json_parse=False)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(destination.signing_secret).verify(b'{"a": 1}', received.headers)
+
+
+def test_headers_name_the_delivery_and_the_time(client, receiver):
+    """webhook-id is the delivery's id, webhook-timestamp is now in unix seconds, the signature is v1."""
+    destination = DestinationFactory(account=AccountFactory(), url=receiver.url)
+    ingest(client, destination.account, b"{}")
+    [received] = receiver.requests
+    assert received.headers["webhook-id"] == str(Delivery.objects.get().delivery_id)
+    assert abs(int(received.headers["webhook-timestamp"]) - time.time()) < 5
+    assert re.fullmatch(r"v1,[A-Za-z0-9+/]{43}=", received.headers["webhook-signature"])
+
+
+def test_tampered_body_or_other_secret_fails_verification(client, receiver):
+    """The signature binds the body and the destination's own secret."""
+    destination = DestinationFactory(account=AccountFactory(), url=receiver.url)
+    other = DestinationFactory(account=destination.account, url=f"{receiver.url}/other")
+    ingest(client, destination.account, b'{"amount": 1}')
+    received = next(r for r in receiver.requests if r.path == "/")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(destination.signing_secret).verify(b'{"amount": 1000}', received.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(other.signing_secret).verify(received.body, received.headers)
+
+
+def test_each_destination_gets_its_own_secret():
+    """Secrets are random per destination: whsec_ and 32 random bytes in base64."""
+    secrets = {DestinationFactory().signing_secret for _ in range(3)}
+    assert len(secrets) == 3
+    assert all(re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", secret) for secret in secrets)
+
+
+def test_rotate_secret_signs_later_deliveries_with_the_new_secret(client, api_client, receiver):
+    """rotate-secret answers the new secret; the next delivery verifies with it and not the old one."""
+    destination = DestinationFactory(account=AccountFactory(), url=receiver.url)
+    old = destination.signing_secret
+    response = api_client.post(f"/api/destinations/{destination.id}/rotate-secret/")
+    assert response.status_code == 200
+    new = response.json()["signing_secret"]
+    assert new != old
+    ingest(client, destination.account, b"{}")
+    [received] = receiver.requests
+    Webhook(new).verify(received.body, received.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(received.body, received.headers)
+
+
+def test_signing_secret_is_read_only(api_client):
+    """A client cannot choose the secret."""
+    destination = DestinationFactory()
+    response = api_client.patch(
+        f"/api/destinations/{destination.id}/", {"signing_secret": "whsec_Y2hvc2Vu"}, format="json"
+    )
+    assert response.status_code == 200
+    destination.refresh_from_db()
+    assert destination.signing_secret != "whsec_Y2hvc2Vu"
+
+
+@pytest.mark.parametrize("name", ["webhook-id", "Webhook-Signature", "WEBHOOK-TIMESTAMP"])
+def test_signing_headers_cannot_be_configured(api_client, name):
+    """A destination cannot override the headers Data Pusher signs with."""
+    account = AccountFactory()
+    response = api_client.post(
+        "/api/destinations/",
+        {
+            "account": str(account.account_id),
+            "url": "https://h.example.com/",
+            "http_method": "POST",
+            "headers": {name: "x"},
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {"headers": [f"{name!r} is set by Data Pusher and cannot be configured."]}
