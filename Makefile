@@ -24,6 +24,8 @@ install: $(VENV)/.installed
 .env: | $(VENV)/.installed
 	$(PY) -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(50))" > $@
 
+# Local demos deliver to receivers on this machine; production allows no internal network by default.
+run: export DATAPUSHER_ALLOWED_NETWORKS ?= 127.0.0.0/8,::1/128
 run: install .env
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0

@@ -9,6 +9,7 @@ PY=.venv/bin/python
 WORK=$(mktemp -d)
 PORT=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export DATABASE_URL="sqlite:///$WORK/db.sqlite3" SECRET_KEY="sample-apis-check" DEBUG=false
+export DATAPUSHER_ALLOWED_NETWORKS="127.0.0.0/8,::1/128"
 BASE_URL="http://127.0.0.1:$PORT"
 # Destinations point at a closed local port: deliveries fail fast and are reported, pushes still answer 200.
 RECEIVER_URL="http://127.0.0.1:9"

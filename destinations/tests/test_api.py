@@ -282,3 +282,30 @@ def test_delete(api_client):
     destination, other = DestinationFactory.create_batch(2)
     assert api_client.delete(detail_url(destination.id)).status_code == 204
     assert list(Destination.objects.values_list("id", flat=True)) == [other.id]
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://127.0.0.1:8000/hook", "127.0.0.1"),
+        ("http://localhost/hook", "localhost"),
+        ("http://api.localhost/hook", "api.localhost"),
+        ("http://[::1]/hook", "::1"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("http://10.0.0.7/hook", "10.0.0.7"),
+        ("http://[::ffff:192.168.0.1]/hook", "::ffff:192.168.0.1"),
+    ],
+)
+def test_create_refuses_literal_internal_addresses(api_client, settings, url, host):
+    """A URL whose host is a literal disallowed IP or localhost is a 400 unless its network is allowed."""
+    settings.DATAPUSHER_ALLOWED_NETWORKS = []
+    response = api_client.post(LIST_URL, payload(AccountFactory(), url=url), format="json")
+    assert response.status_code == 400
+    assert response.json() == {"url": [f"destination address not allowed: {host}"]}
+
+
+def test_create_accepts_internal_address_in_allowed_networks(api_client, settings):
+    """Listing the network in DATAPUSHER_ALLOWED_NETWORKS lets the destination be created."""
+    settings.DATAPUSHER_ALLOWED_NETWORKS = ["10.0.0.0/8"]
+    response = api_client.post(LIST_URL, payload(AccountFactory(), url="http://10.0.0.7/hook"), format="json")
+    assert response.status_code == 201

@@ -1,5 +1,6 @@
 """The outbound HTTP module against real local sockets: the faults a mock would hide."""
 
+import ipaddress
 import socket
 import threading
 import time
@@ -87,3 +88,56 @@ def test_huge_response_body_is_not_read():
     assert response.status_code == 200
     assert not thread.is_alive()
     assert sent["bytes"] < 50_000_000
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("93.184.215.14", True),
+        ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", True),
+        ("127.0.0.1", False),
+        ("127.255.0.9", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("239.255.255.250", False),
+        ("240.0.0.1", False),
+        ("255.255.255.255", False),
+        ("::1", False),
+        ("::", False),
+        ("fc00::1", False),
+        ("fd12:3456::1", False),
+        ("fe80::1", False),
+        ("ff02::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:169.254.169.254", False),
+        ("::ffff:93.184.215.14", True),
+    ],
+)
+def test_address_policy(settings, address, allowed):
+    """Only public unicast addresses pass by default, IPv4-mapped IPv6 judged as its IPv4."""
+    settings.DATAPUSHER_ALLOWED_NETWORKS = []
+    assert http.address_allowed(ipaddress.ip_address(address)) is allowed
+
+
+def test_allowed_networks_open_only_the_listed_ranges(settings):
+    """DATAPUSHER_ALLOWED_NETWORKS opens exactly its CIDRs."""
+    settings.DATAPUSHER_ALLOWED_NETWORKS = ["10.20.0.0/16", "::1/128"]
+    assert http.address_allowed(ipaddress.ip_address("10.20.3.4"))
+    assert http.address_allowed(ipaddress.ip_address("::1"))
+    assert not http.address_allowed(ipaddress.ip_address("10.21.0.1"))
+    assert not http.address_allowed(ipaddress.ip_address("127.0.0.1"))
+
+
+def test_guard_refuses_before_connecting(settings, receiver):
+    """With loopback not allowed, send() raises AddressNotAllowed and the receiver sees nothing."""
+    settings.DATAPUSHER_ALLOWED_NETWORKS = []
+    with pytest.raises(http.AddressNotAllowed) as excinfo:
+        http.send(method="POST", url=receiver.url, headers={}, body=b"{}")
+    assert str(excinfo.value) == "destination address not allowed: 127.0.0.1"
+    assert excinfo.value.retryable is False
+    assert receiver.requests == []
