@@ -4,6 +4,7 @@ Every value has a safe default except SECRET_KEY, which must be set when DEBUG i
 Product settings are prefixed `DATAPUSHER_`.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -144,5 +145,10 @@ DATAPUSHER_RESPONSE_MAX_BYTES = env.int("DATAPUSHER_RESPONSE_MAX_BYTES", default
 # SSRF guard: destinations on loopback, private, link-local... addresses are refused unless their
 # network is listed here (CIDRs, e.g. "10.20.0.0/16,127.0.0.1/32"). None by default.
 DATAPUSHER_ALLOWED_NETWORKS = env.list("DATAPUSHER_ALLOWED_NETWORKS", default=[])
+for _cidr in DATAPUSHER_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError as _err:
+        raise ImproperlyConfigured(f"DATAPUSHER_ALLOWED_NETWORKS: {_err}") from _err
 # `manage.py purge_events` deletes events older than this many days by default.
 DATAPUSHER_EVENT_RETENTION_DAYS = env.int("DATAPUSHER_EVENT_RETENTION_DAYS", default=30)

@@ -13,28 +13,6 @@ class BlankAsNullField(serializers.CharField):
         return value or None
 
 
-class DeliveryResultSerializer(serializers.ModelSerializer):
-    """One delivery as the ingest answers it."""
-
-    destination_id = serializers.IntegerField(read_only=True, allow_null=True)
-    status_code = serializers.IntegerField(source="last_status_code", read_only=True, allow_null=True)
-    error = BlankAsNullField()
-
-    class Meta:
-        model = Delivery
-        fields = [
-            "delivery_id",
-            "destination_id",
-            "url",
-            "http_method",
-            "status",
-            "status_code",
-            "error",
-            "duration_ms",
-        ]
-        read_only_fields = fields
-
-
 class AttemptSerializer(serializers.ModelSerializer):
     error = BlankAsNullField()
 
@@ -68,6 +46,23 @@ class DeliverySerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
             "processed_at",
+        ]
+        read_only_fields = fields
+
+
+class DeliveryResultSerializer(DeliverySerializer):
+    """One delivery as the ingest answers it."""
+
+    class Meta(DeliverySerializer.Meta):
+        fields = [
+            "delivery_id",
+            "destination_id",
+            "url",
+            "http_method",
+            "status",
+            "status_code",
+            "error",
+            "duration_ms",
         ]
         read_only_fields = fields
 
