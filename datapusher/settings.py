@@ -152,3 +152,54 @@ for _cidr in DATAPUSHER_ALLOWED_NETWORKS:
         raise ImproperlyConfigured(f"DATAPUSHER_ALLOWED_NETWORKS: {_err}") from _err
 # `manage.py purge_events` deletes events older than this many days by default.
 DATAPUSHER_EVENT_RETENTION_DAYS = env.int("DATAPUSHER_EVENT_RETENTION_DAYS", default=30)
+
+# sync: first attempts inline, results in the answer. queue: the ingest stores and enqueues, answers 202.
+DATAPUSHER_DELIVERY_MODE = env.str("DATAPUSHER_DELIVERY_MODE", default="sync")
+if DATAPUSHER_DELIVERY_MODE not in ("sync", "queue"):
+    raise ImproperlyConfigured("DATAPUSHER_DELIVERY_MODE must be 'sync' or 'queue'.")
+# Seconds between attempts after the first (8 attempts in all, as Svix), each varied by +/- the jitter.
+# Used when a broker is configured; without one a failed delivery stays failed until redelivered.
+DATAPUSHER_RETRY_SCHEDULE = env.list(
+    "DATAPUSHER_RETRY_SCHEDULE", cast=float, default=[5, 300, 1800, 7200, 18000, 36000, 36000]
+)
+DATAPUSHER_RETRY_JITTER = env.float("DATAPUSHER_RETRY_JITTER", default=0.2)
+# The sweeper re-enqueues pending deliveries this many seconds past due (lost by a flushed broker
+# or a killed worker). It runs every DATAPUSHER_SWEEP_INTERVAL seconds under `make beat`.
+DATAPUSHER_SWEEP_OVERDUE_SECONDS = env.float("DATAPUSHER_SWEEP_OVERDUE_SECONDS", default=300)
+DATAPUSHER_SWEEP_INTERVAL = env.float("DATAPUSHER_SWEEP_INTERVAL", default=60)
+
+# Celery (queued delivery and background retries). No broker: everything runs in the web process.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+if DATAPUSHER_DELIVERY_MODE == "queue" and not CELERY_BROKER_URL:
+    raise ImproperlyConfigured("DATAPUSHER_DELIVERY_MODE=queue needs CELERY_BROKER_URL.")
+CELERY_TASK_ACKS_LATE = True  # a task is acknowledged when done, not when received
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a killed worker's task goes back to the queue
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis hands an unacknowledged message to another worker after this long: it must exceed the
+# longest request and the longest retry countdown (held by a worker until due), or tasks repeat.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(max(DATAPUSHER_RETRY_SCHEDULE, default=0) * (1 + DATAPUSHER_RETRY_JITTER))
+    + 3600
+}
+# A broker outage must not stall an ingest for long: the sweeper enqueues what could not be.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-overdue-deliveries": {"task": "server.tasks.sweep", "schedule": DATAPUSHER_SWEEP_INTERVAL},
+}
+
+# A shared cache across processes when REDIS_URL is set; per-process memory otherwise.
+REDIS_URL = env.str("REDIS_URL", default="")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}

@@ -11,8 +11,10 @@ One shared `requests.Session` (connection pooling) with:
 """
 
 import contextlib
+import email.utils
 import functools
 import ipaddress
+import logging
 import re
 import socket
 import threading
@@ -31,6 +33,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 from datapusher import __version__
 
 USER_AGENT = f"DataPusher/{__version__}"
+logger = logging.getLogger(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -58,6 +61,7 @@ class AddressNotAllowed(OutboundError):
 class OutboundResponse:
     status_code: int
     body: bytes  # at most DATAPUSHER_RESPONSE_MAX_BYTES
+    retry_after: float | None = None  # seconds, from a Retry-After header
 
     @property
     def succeeded(self) -> bool:
@@ -237,6 +241,21 @@ def _root_cause(err: BaseException) -> str:
     return re.sub(r"^\w*HTTPS?Connection\(.*?\): ", "", str(reason))
 
 
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110); None if absent or bad."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
 def _read_capped(chunks: Iterable[bytes], limit: int) -> bytes:
     body = bytearray()
     for chunk in chunks:
@@ -290,15 +309,26 @@ def send(
             raise OutboundError(f"request failed: {_root_cause(err)}") from err
         if watchdog.fired:  # the cut looked like the end of a close-delimited body
             raise OutboundTimeout(f"no complete response within {deadline:g}s")
-    return OutboundResponse(status_code=response.status_code, body=content)
+    return OutboundResponse(
+        status_code=response.status_code,
+        body=content,
+        retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+    )
 
 
 def timed_send(**request) -> tuple[OutboundResponse | OutboundError, float, float]:
-    """send(), never raising: (response or error, start unix time, duration in seconds)."""
+    """send(), never raising: (response or error, start unix time, duration in seconds).
+
+    An unexpected exception is logged and becomes a failed attempt, so one destination can never
+    break an ingest or the other destinations.
+    """
     started = time.time()
     clock = time.monotonic()
     try:
         outcome: OutboundResponse | OutboundError = send(**request)
     except OutboundError as err:
         outcome = err
+    except Exception as err:
+        logger.exception("unexpected error sending to %s", request.get("url"))
+        outcome = OutboundError(f"unexpected error: {type(err).__name__}")
     return outcome, started, time.monotonic() - clock

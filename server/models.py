@@ -63,11 +63,16 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # While pending: when the next attempt is due (the sweeper re-enqueues it once well overdue).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A worker's lease on the delivery while it sends, so two copies of a task cannot both send.
+    locked_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
         verbose_name_plural = "deliveries"
         indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due"),
             models.Index(fields=["status", "created_at"], name="delivery_status_created"),
             models.Index(fields=["created_at"], name="delivery_created"),
             models.Index(fields=["processed_at"], name="delivery_processed"),

@@ -5,6 +5,8 @@ calling thread, so no thread holds a connection of its own.
 """
 
 import json
+import logging
+import random
 import threading
 import time
 from collections import defaultdict
@@ -12,15 +14,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from accounts.models import Account
+from datapusher.celery import app as celery_app
 from destinations.signing import sign
 from server import http
 from server.models import Attempt, Delivery, Event
@@ -31,6 +35,13 @@ QUERY_METHODS = frozenset({"GET", "DELETE"})
 RESPONSE_EXCERPT_BYTES = 4096
 # Slack on top of the per-request deadline for thread hand-over before an attempt is given up.
 FAN_OUT_GRACE_SECONDS = 1.0
+DELIVER_TASK = "server.tasks.deliver"
+# A task may start this early (clock skew, countdown rounding) and still count as due.
+DUE_TOLERANCE = timedelta(seconds=2)
+# A worker's lease on a delivery lasts the request deadline plus this, for the database writes.
+LEASE_GRACE = timedelta(seconds=10)
+
+logger = logging.getLogger(__name__)
 
 
 class DestinationDeleted(Exception):
@@ -42,6 +53,27 @@ class IngestOutcome:
     event: Event
     deliveries: list[Delivery]
     duplicate: bool
+    queued: bool = False
+
+
+def retries_enabled() -> bool:
+    """Retryable failures are retried in the background only when there is a broker to do it."""
+    return bool(settings.CELERY_BROKER_URL)
+
+
+def retry_delay(*, attempt_count: int, retry_after: float | None = None) -> float | None:
+    """Seconds to wait after the `attempt_count`-th failed attempt, or None when none is left.
+
+    From DATAPUSHER_RETRY_SCHEDULE with +/- DATAPUSHER_RETRY_JITTER; a destination's Retry-After
+    is honoured instead, clamped to between 1 second and the schedule's longest wait.
+    """
+    schedule = settings.DATAPUSHER_RETRY_SCHEDULE
+    if attempt_count > len(schedule):
+        return None
+    if retry_after is not None:
+        return min(max(retry_after, 1.0), max(schedule))
+    jitter = settings.DATAPUSHER_RETRY_JITTER
+    return schedule[attempt_count - 1] * random.uniform(1 - jitter, 1 + jitter)  # noqa: S311 (not crypto)
 
 
 def query_params(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -122,20 +154,33 @@ def _clean_text(text: str) -> str:
     return text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
 
 
-def _attempt_apply(*, delivery: Delivery, result: SendResult) -> Attempt:
-    """Update `delivery` with one attempt's outcome and return the (unsaved) Attempt."""
+def _attempt_apply(*, delivery: Delivery, result: SendResult, retries: bool) -> Attempt:
+    """Update `delivery` with one attempt's outcome and return the (unsaved) Attempt.
+
+    A retryable failure with `retries` and tries left leaves the delivery pending, due later.
+    """
     outcome, started, duration = result
+    retry_after = None
     if isinstance(outcome, http.OutboundResponse):
         status_code = outcome.status_code
         excerpt = outcome.body[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
         error = "" if outcome.succeeded else f"destination answered HTTP {status_code}"
         succeeded = outcome.succeeded
+        retry_after = outcome.retry_after
     else:
         status_code, excerpt, error, succeeded = None, "", str(outcome), False
     duration_ms = round(duration * 1000)
     finished_at = datetime.fromtimestamp(started + duration, tz=UTC)
-    delivery.status = Delivery.Status.SUCCEEDED if succeeded else Delivery.Status.FAILED
     delivery.attempt_count += 1
+    delay = None
+    if not succeeded and retries and outcome.retryable:
+        delay = retry_delay(attempt_count=delivery.attempt_count, retry_after=retry_after)
+    if succeeded:
+        delivery.status = Delivery.Status.SUCCEEDED
+    else:
+        delivery.status = Delivery.Status.FAILED if delay is None else Delivery.Status.PENDING
+    delivery.next_attempt_at = None if delay is None else finished_at + timedelta(seconds=delay)
+    delivery.locked_until = None
     delivery.last_status_code = status_code
     delivery.duration_ms = duration_ms
     delivery.error = _clean_text(error)
@@ -162,6 +207,8 @@ DELIVERY_ATTEMPT_FIELDS = [
     "processed_at",
     "url",
     "http_method",
+    "next_attempt_at",
+    "locked_until",
     "updated_at",
 ]
 
@@ -169,12 +216,17 @@ DELIVERY_ATTEMPT_FIELDS = [
 def deliveries_send(*, deliveries: Sequence[Delivery], body: bytes, data: dict[str, Any]) -> None:
     """Attempt each delivery once, concurrently; log the attempts and update the deliveries.
 
-    Every delivery must have its destination. Failures are recorded, never raised.
+    Every delivery must have its destination. Failures are recorded, never raised. With a broker,
+    retryable failures are left pending and scheduled (see deliveries_enqueue).
     """
     if not deliveries:
         return
+    retries = retries_enabled()
     results = _fan_out([_outbound_request(delivery=d, body=body, data=data) for d in deliveries])
-    attempts = [_attempt_apply(delivery=d, result=r) for d, r in zip(deliveries, results, strict=True)]
+    attempts = [
+        _attempt_apply(delivery=d, result=r, retries=retries)
+        for d, r in zip(deliveries, results, strict=True)
+    ]
     with transaction.atomic():
         Attempt.objects.bulk_create(attempts)
         # One UPDATE per row: bulk_update's CASE expressions cost far more CPU at these sizes.
@@ -182,32 +234,65 @@ def deliveries_send(*, deliveries: Sequence[Delivery], body: bytes, data: dict[s
             delivery.save(update_fields=DELIVERY_ATTEMPT_FIELDS)
 
 
+def deliveries_enqueue(*, deliveries: Sequence[Delivery]) -> None:
+    """Hand each pending delivery to a worker, due at its next_attempt_at. Never raises: what the
+    broker does not take now, the sweeper enqueues later (the database is the source of truth)."""
+    if not retries_enabled():
+        return
+    now = timezone.now()
+    for delivery in deliveries:
+        if delivery.status != Delivery.Status.PENDING:
+            continue
+        countdown = (
+            max((delivery.next_attempt_at - now).total_seconds(), 0) if delivery.next_attempt_at else 0
+        )
+        try:
+            celery_app.send_task(DELIVER_TASK, args=[delivery.pk], countdown=countdown)
+        except (BrokerError, OSError):
+            logger.exception("could not enqueue delivery %s; the sweeper will", delivery.delivery_id)
+
+
 def event_ingest(
     *, account: Account, body: bytes, data: dict[str, Any], external_id: str | None
 ) -> IngestOutcome:
-    """Store the event and one delivery per destination, then deliver them all concurrently.
+    """Store the event and one pending delivery per destination, then deliver them.
 
+    In sync mode the first attempts run now, concurrently (retries, with a broker, go to the
+    queue); in queue mode every delivery is enqueued once the transaction commits.
     With an `external_id` already used by this account, nothing is stored or sent: the first
     event's outcome is returned with `duplicate=True` (a unique constraint decides, so two
     concurrent requests cannot both deliver).
     """
+    queued = settings.DATAPUSHER_DELIVERY_MODE == "queue"
     destinations = list(account.destinations.all())
+    now = timezone.now()
     try:
         with transaction.atomic():
             event = Event.objects.create(account=account, external_id=external_id, body=body.decode())
             deliveries = Delivery.objects.bulk_create(
-                Delivery(event=event, destination=d, url=d.url, http_method=d.http_method)
+                Delivery(
+                    event=event, destination=d, url=d.url, http_method=d.http_method, next_attempt_at=now
+                )
                 for d in destinations
             )
+            if queued:
+                transaction.on_commit(lambda: deliveries_enqueue(deliveries=deliveries))
     except IntegrityError:
         if external_id is None:
             raise
         first = Event.objects.get(account=account, external_id=external_id)
         return IngestOutcome(event=first, deliveries=list(first.deliveries.all()), duplicate=True)
-    deliveries_send(deliveries=deliveries, body=body, data=data)
+    if not queued:
+        deliveries_send(deliveries=deliveries, body=body, data=data)
+        deliveries_enqueue(deliveries=deliveries)
     event.processed_at = timezone.now()
     event.save(update_fields=["processed_at"])
-    return IngestOutcome(event=event, deliveries=deliveries, duplicate=False)
+    return IngestOutcome(event=event, deliveries=deliveries, duplicate=False, queued=queued)
+
+
+def _event_payload(event: Event) -> tuple[bytes, dict[str, Any]]:
+    body = event.body.encode()
+    return body, payload_parse(body=body, content_type="application/json", charset=None)
 
 
 def deliveries_redeliver(*, deliveries: QuerySet[Delivery]) -> list[Delivery]:
@@ -218,9 +303,9 @@ def deliveries_redeliver(*, deliveries: QuerySet[Delivery]) -> list[Delivery]:
     for delivery in to_send:
         by_event[delivery.event_id].append(delivery)
     for group in by_event.values():
-        body = group[0].event.body.encode()
-        data = payload_parse(body=body, content_type="application/json", charset=None)
+        body, data = _event_payload(group[0].event)
         deliveries_send(deliveries=group, body=body, data=data)
+        deliveries_enqueue(deliveries=group)
     return to_send
 
 
@@ -238,6 +323,51 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
         raise DestinationDeleted
     [sent] = deliveries_redeliver(deliveries=Delivery.objects.filter(pk=delivery.pk))
     return sent
+
+
+def delivery_attempt_due(*, delivery_pk: int) -> float | None:
+    """The worker's step: attempt the delivery if it is pending, due and not leased by another worker.
+
+    Returns the seconds until its next attempt when it stays pending (a retryable failure), else
+    None: sent, failed for good, not due yet, or someone else's. Idempotent: a delivery that
+    succeeded is never sent again.
+    """
+    now = timezone.now()
+    claimed = (
+        Delivery.objects.filter(pk=delivery_pk, status=Delivery.Status.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + DUE_TOLERANCE))
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .update(locked_until=now + timedelta(seconds=http.deadline_seconds()) + LEASE_GRACE)
+    )
+    if not claimed:
+        return None
+    delivery = Delivery.objects.select_related("event", "destination").get(pk=delivery_pk)
+    if delivery.destination is None:
+        delivery.status, delivery.error, delivery.locked_until = (
+            Delivery.Status.FAILED,
+            "destination deleted",
+            None,
+        )
+        delivery.save(update_fields=["status", "error", "locked_until", "updated_at"])
+        return None
+    body, data = _event_payload(delivery.event)
+    deliveries_send(deliveries=[delivery], body=body, data=data)
+    if delivery.status != Delivery.Status.PENDING:
+        return None
+    return max((delivery.next_attempt_at - timezone.now()).total_seconds(), 0)
+
+
+def deliveries_sweep(*, overdue_seconds: float, limit: int = 1000) -> int:
+    """Enqueue pending deliveries overdue by more than `overdue_seconds` and not leased, such as
+    those a flushed broker or a killed worker lost. Returns how many were enqueued."""
+    now = timezone.now()
+    overdue = list(
+        Delivery.objects.filter(
+            status=Delivery.Status.PENDING, next_attempt_at__lt=now - timedelta(seconds=overdue_seconds)
+        ).filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))[:limit]
+    )
+    deliveries_enqueue(deliveries=overdue)
+    return len(overdue)
 
 
 def events_purge(*, older_than: datetime, batch_size: int = 1000) -> int:

@@ -36,7 +36,8 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
     """Receive a JSON object for the account owning the CL-X-TOKEN and push it to its destinations.
 
     Checks in order: method (405), token (401), body and CL-X-EVENT-ID (400 / 413); then 200 with
-    one entry per destination. Authenticated by the token alone: no user session, no CSRF.
+    one entry per destination (202 with pending entries in queue mode). Authenticated by the token
+    alone: no user session, no CSRF.
     """
     if request.method != "POST":
         response = _failure(405, "Invalid Data")
@@ -69,7 +70,8 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
             "event_id": str(outcome.event.event_id),
             "duplicate": outcome.duplicate,
             "deliveries": DeliveryResultSerializer(outcome.deliveries, many=True).data,
-        }
+        },
+        status=202 if outcome.queued else 200,
     )
 
 

@@ -388,3 +388,17 @@ def test_every_request_carries_the_configured_timeouts(client, account, mocked, 
     mocked.get("https://b.example.com/")
     ingest(client, account, b"{}")
     assert [call.request.req_kwargs["timeout"] for call in mocked.calls] == [(1.5, 7), (1.5, 7)]
+
+
+def test_an_unexpected_error_in_one_delivery_is_a_failed_entry(client, account, mocked):
+    """A bug-shaped exception while sending is isolated: failed entry, others delivered, 200."""
+    broken = DestinationFactory(account=account, url="https://broken.example.com/")
+    fine = DestinationFactory(account=account, url="https://fine.example.com/")
+    mocked.post("https://broken.example.com/", body=RuntimeError("boom"))
+    mocked.post("https://fine.example.com/")
+    response = ingest(client, account, b"{}")
+    assert response.status_code == 200
+    assert response.json()["deliveries"] == [
+        delivery(broken, "failed", None, "unexpected error: RuntimeError"),
+        delivery(fine),
+    ]
