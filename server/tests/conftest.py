@@ -64,7 +64,7 @@ def _rabbitmq_ready(url: str) -> bool:
         with celery_app.connection_for_write(url) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         return True
-    except Exception:  # noqa: BLE001 (any failure means: not there)
+    except Exception:  # any failure means: not there
         return False
 
 

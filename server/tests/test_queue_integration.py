@@ -4,6 +4,7 @@ Skipped without PostgreSQL as the database or without the broker; CI runs them
 (DATAPUSHER_REQUIRE_SERVICES=1 turns a missing broker into a failure).
 """
 
+import io
 import time
 
 import pytest
@@ -103,7 +104,7 @@ def test_worker_killed_mid_delivery_loses_nothing(client, worker, receiver):
     worker()
 
     def swept_and_delivered() -> bool:
-        call_command("sweep_deliveries", "--overdue-seconds", "0", stdout=open("/dev/null", "w"))
+        call_command("sweep_deliveries", "--overdue-seconds", "0", stdout=io.StringIO())
         return statuses() == ["succeeded"]
 
     wait_until(swept_and_delivered, 40, f"deliveries: {statuses()}")
@@ -122,6 +123,6 @@ def test_broker_flush_is_recovered_by_the_sweeper(client, worker, receiver, queu
     time.sleep(2)
     assert statuses() == ["pending", "pending"]
     assert receiver.requests == []
-    call_command("sweep_deliveries", "--overdue-seconds", "0", stdout=open("/dev/null", "w"))
+    call_command("sweep_deliveries", "--overdue-seconds", "0", stdout=io.StringIO())
     wait_until(lambda: statuses() == ["succeeded", "succeeded"], 20, f"deliveries: {statuses()}")
     assert len(receiver.requests) == 2
