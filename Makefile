@@ -10,7 +10,13 @@ PYTHON313 := $(shell for p in python3.13 python3; do \
 	done)
 
 .DEFAULT_GOAL := run
-.PHONY: install run test lint format
+.PHONY: install run test lint format migrate serve worker beat
+
+# Production processes (docs/deployment.md). Sizes are overridable: `WORKER_CONCURRENCY=64 make worker`.
+BIND ?= 127.0.0.1:$(PORT)
+WEB_CONCURRENCY ?= $(shell nproc 2>/dev/null || echo 2)
+WEB_THREADS ?= 8
+WORKER_CONCURRENCY ?= 32
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 is needed: 'pyenv install 3.13' or python3.13 on PATH." >&2; exit 1; }
@@ -34,6 +40,26 @@ run: install .env
 
 test: install
 	$(PY) -m pytest
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+# gunicorn: WEB_CONCURRENCY processes of WEB_THREADS threads. A sync-mode ingest waits up to
+# connect + read timeout on its slowest destination, so threads, not processes, carry that wait.
+serve: install
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(VENV)/bin/gunicorn datapusher.wsgi --bind $(BIND) --workers $(WEB_CONCURRENCY) \
+		--worker-class gthread --threads $(WEB_THREADS) --timeout 60 --graceful-timeout 30 \
+		--access-logfile -
+
+# A Celery worker (needs CELERY_BROKER_URL). Deliveries wait on the network, so a thread pool.
+worker: install
+	$(VENV)/bin/celery -A datapusher worker --pool threads --concurrency $(WORKER_CONCURRENCY) --loglevel INFO
+
+# The sweeper's schedule: exactly one beat per deployment.
+beat: install
+	mkdir -p .local
+	$(VENV)/bin/celery -A datapusher beat --loglevel INFO --schedule .local/celerybeat-schedule
 
 lint: install
 	$(VENV)/bin/ruff check .

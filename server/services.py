@@ -181,6 +181,15 @@ def _attempt_apply(*, delivery: Delivery, result: SendResult, retries: bool) -> 
         delivery.status = Delivery.Status.FAILED if delay is None else Delivery.Status.PENDING
     delivery.next_attempt_at = None if delay is None else finished_at + timedelta(seconds=delay)
     delivery.locked_until = None
+    if not succeeded:
+        logger.warning(
+            "delivery %s to destination %s failed (attempt %s, %s): %s",
+            delivery.delivery_id,
+            delivery.destination_id,
+            delivery.attempt_count,
+            "retrying" if delay is not None else "final",
+            error,
+        )
     delivery.last_status_code = status_code
     delivery.duration_ms = duration_ms
     delivery.error = _clean_text(error)
