@@ -11,3 +11,7 @@ WHITENOISE_AUTOREFRESH = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Local receivers in the tests listen on loopback; tests of the SSRF guard override this.
 DATAPUSHER_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+# No broker and sync mode unless a test says otherwise, whatever the environment or .env holds;
+# the integration suite's worker process runs on the production settings.
+CELERY_BROKER_URL = ""
+DATAPUSHER_DELIVERY_MODE = "sync"

@@ -155,7 +155,9 @@ def worker(queue_mode, postgres, tmp_path):
     database_url = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**postgres)
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "datapusher.settings_test",
+        "DJANGO_SETTINGS_MODULE": "datapusher.settings",
+        "SECRET_KEY": "integration-suite-worker",
+        "DATAPUSHER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": queue_mode,
         "DATAPUSHER_RETRY_SCHEDULE": "1,1,1",
