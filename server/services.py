@@ -249,16 +249,17 @@ def deliveries_enqueue(*, deliveries: Sequence[Delivery]) -> None:
     if not retries_enabled():
         return
     now = timezone.now()
-    for delivery in deliveries:
-        if delivery.status != Delivery.Status.PENDING:
-            continue
-        countdown = (
-            max((delivery.next_attempt_at - now).total_seconds(), 0) if delivery.next_attempt_at else 0
-        )
+    pending = [d for d in deliveries if d.status == Delivery.Status.PENDING]
+    for sent, delivery in enumerate(pending):
+        due = delivery.next_attempt_at or now
         try:
-            celery_app.send_task(DELIVER_TASK, args=[delivery.pk], countdown=countdown)
+            celery_app.send_task(
+                DELIVER_TASK, args=[delivery.pk], countdown=max((due - now).total_seconds(), 0)
+            )
         except (BrokerError, OSError):
-            logger.exception("could not enqueue delivery %s; the sweeper will", delivery.delivery_id)
+            # The broker is down: trying the rest would only make the caller wait.
+            logger.exception("could not enqueue %s deliveries; the sweeper will", len(pending) - sent)
+            return
 
 
 def event_ingest(
