@@ -170,20 +170,23 @@ def test_queue_mode_stores_pending_deliveries_and_enqueues_after_commit(
 def test_queue_mode_with_the_broker_down_still_accepts(
     client, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
-    """If the broker refuses, the event is kept pending for the sweeper; the sender still gets 202."""
+    """If the broker refuses, the deliveries stay pending for the sweeper; the sender still gets 202."""
     settings.DATAPUSHER_DELIVERY_MODE = "queue"
     settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
+    tries = []
 
     def refuse(*args, **kwargs):
+        tries.append(args)
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(celery_app, "send_task", refuse)
     account = AccountFactory()
-    DestinationFactory(account=account)
+    DestinationFactory.create_batch(3, account=account)
     with django_capture_on_commit_callbacks(execute=True):
         response = ingest(client, account)
     assert response.status_code == 202
-    assert Delivery.objects.get().status == "pending"
+    assert list(Delivery.objects.values_list("status", flat=True)) == ["pending"] * 3
+    assert len(tries) == 1  # one refusal is enough: no waiting on a dead broker per delivery
 
 
 # --- the worker's step ------------------------------------------------------------------------------
