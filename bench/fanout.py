@@ -12,44 +12,16 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from benchlib import free_port, percentile, start_receiver, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_receiver(delay: float) -> int:
-    class Slow(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            time.sleep(delay)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    server.daemon_threads = True
-    server.request_queue_size = 256
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server.server_port
 
 
 def make_accounts(env: dict[str, str], receiver_port: int, counts: list[int]) -> dict[int, str]:
@@ -78,16 +50,6 @@ print(json.dumps(tokens))
     return {int(n): token for n, token in json.loads(out.strip().splitlines()[-1]).items()}
 
 
-def wait_for(port: int) -> None:
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the server did not start")
-
-
 def time_ingest(port: int, token: str, n: int) -> float:
     body = json.dumps({"order": 42, "items": [1, 2, 3]}).encode()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -103,11 +65,6 @@ def time_ingest(port: int, token: str, n: int) -> float:
     if response.status != 200 or statuses != ["succeeded"] * n:
         raise SystemExit(f"unexpected answer: {response.status} {statuses}")
     return elapsed
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -140,7 +97,7 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(port)
+        wait_for_port(port)
         print(f"ingest latency: destinations answer after {args.delay_ms} ms, {args.requests} requests a row")
         print(f"{'destinations':>12} {'p50 ms':>8} {'p95 ms':>8} {'p50/delay':>10}")
         for n in counts:

@@ -15,50 +15,21 @@ import http.client
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
 import redis
+from benchlib import free_port, percentile, start_receiver, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "datapusher_bench"
 BROKER = "redis://127.0.0.1:6379/14"
 DESTINATIONS = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_receiver(delay: float) -> int:
-    class Slow(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            time.sleep(delay)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    server.daemon_threads = True
-    server.request_queue_size = 512
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server.server_port
 
 
 def reset_database() -> None:
@@ -78,16 +49,6 @@ def sql(query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
-def wait_for_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the server did not start")
-
-
 def ingest(port: int, token: str) -> float:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     started = time.perf_counter()
@@ -104,11 +65,6 @@ def ingest(port: int, token: str) -> float:
     if response.status != 202 or len(answer["deliveries"]) != DESTINATIONS:
         raise SystemExit(f"unexpected answer: {response.status} {answer}")
     return elapsed
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def drain(env: dict[str, str], processes: int, concurrency: int, expected: int) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import kombu.pools
 import pytest
+import responses
 from celery import Celery
 from django.db import connection
 
@@ -176,3 +177,10 @@ def worker(queue_mode, postgres, tmp_path):
     yield start
     for running in workers:
         running.stop()
+
+
+@pytest.fixture
+def mocked():
+    """`responses` intercepting outbound HTTP; every registered URL must be called."""
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps

@@ -10,6 +10,7 @@ import pytest
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery, Event
+from server.tests.helpers import ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -17,15 +18,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def account():
     return AccountFactory()
-
-
-def ingest(client, account, body: bytes = b'{"a": 1}'):
-    return client.post(
-        "/server/incoming_data",
-        body,
-        content_type="application/json",
-        headers={"CL-X-TOKEN": account.app_secret_token},
-    )
 
 
 def only_entry(response) -> dict:

@@ -4,26 +4,13 @@ import threading
 import time
 
 import pytest
-import responses
 from django.db import connection
 from django.test import Client
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery, Event
-
-
-def ingest(client, account, body: bytes = b'{"a": 1}', event_id: str | None = None):
-    headers = {"CL-X-TOKEN": account.app_secret_token}
-    if event_id is not None:
-        headers["CL-X-EVENT-ID"] = event_id
-    return client.post("/server/incoming_data", body, content_type="application/json", headers=headers)
-
-
-@pytest.fixture
-def mocked():
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        yield rsps
+from server.tests.helpers import ingest
 
 
 @pytest.mark.django_db

@@ -2,36 +2,23 @@ import json
 
 import pytest
 import requests
-import responses
 
 from accounts.tests.factories import AccountFactory
 from datapusher import __version__
 from destinations.tests.factories import DestinationFactory
 from server.models import Delivery, Event
+from server.tests.helpers import INGEST_URL, ingest
 
 pytestmark = pytest.mark.django_db
 
-INGEST_URL = "/server/incoming_data"
 INVALID_DATA = {"success": False, "message": "Invalid Data"}
 UNAUTHENTICATED = {"success": False, "message": "Un Authenticate"}
 USER_AGENT = f"DataPusher/{__version__}"
 
 
 @pytest.fixture
-def mocked():
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        yield rsps
-
-
-@pytest.fixture
 def account():
     return AccountFactory()
-
-
-def ingest(client, account, body: bytes | str, content_type="application/json", **extra):
-    return client.post(
-        INGEST_URL, body, content_type=content_type, headers={"CL-X-TOKEN": account.app_secret_token}, **extra
-    )
 
 
 def delivery(destination, status="succeeded", status_code=200, error=None) -> dict:

@@ -4,7 +4,6 @@ import io
 from datetime import timedelta
 
 import pytest
-import responses
 from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -13,23 +12,9 @@ from accounts.tests.factories import AccountFactory
 from destinations.models import Destination
 from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery, Event
+from server.tests.helpers import ingest
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def mocked():
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        yield rsps
-
-
-def ingest(client, account, body: bytes = b'{"a": 1}', event_id: str | None = None) -> dict:
-    headers = {"CL-X-TOKEN": account.app_secret_token}
-    if event_id:
-        headers["CL-X-EVENT-ID"] = event_id
-    response = client.post("/server/incoming_data", body, content_type="application/json", headers=headers)
-    assert response.status_code == 200
-    return response.json()
 
 
 @pytest.fixture
@@ -40,7 +25,9 @@ def pushed(client, mocked):
     bad = DestinationFactory(account=account, url="https://bad.example.com/")
     mocked.post("https://ok.example.com/", status=200, body="fine")
     mocked.post("https://bad.example.com/", status=500, body="boom")
-    answer = ingest(client, account, event_id="evt-1")
+    response = ingest(client, account, event_id="evt-1")
+    assert response.status_code == 200
+    answer = response.json()
     return {"account": account, "ok": ok, "bad": bad, "answer": answer}
 
 

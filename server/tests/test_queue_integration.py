@@ -16,15 +16,7 @@ from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
 from server.models import Delivery
 from server.tests.conftest import wait_until
-
-
-def ingest(client, account, body: bytes = b'{"order": 7}'):
-    return client.post(
-        "/server/incoming_data",
-        body,
-        content_type="application/json",
-        headers={"CL-X-TOKEN": account.app_secret_token},
-    )
+from server.tests.helpers import ingest
 
 
 def statuses() -> list[str]:
@@ -50,7 +42,7 @@ def test_queued_delivery_succeeds(client, worker, receiver):
     assert sorted(r.path for r in receiver.requests) == ["/0", "/1", "/2"]
     for received in receiver.requests:
         destination = next(d for d in destinations if d.url.endswith(received.path))
-        assert received.body == b'{"order": 7}'
+        assert received.body == b'{"a": 1}'
         Webhook(destination.signing_secret).verify(received.body, received.headers)
 
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 import requests
-import responses
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -16,15 +15,10 @@ from datapusher.celery import app as celery_app
 from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery
 from server.services import deliveries_sweep, delivery_attempt_due, retry_delay
+from server.tests.helpers import ingest
 
 pytestmark = pytest.mark.django_db
 SVIX_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
-
-
-@pytest.fixture
-def mocked():
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
-        yield rsps
 
 
 @pytest.fixture
@@ -38,15 +32,6 @@ def broker(settings, monkeypatch):
         celery_app, "send_task", lambda name, args, countdown: sent.append((name, args, countdown))
     )
     return sent
-
-
-def ingest(client, account, body: bytes = b'{"a": 1}'):
-    return client.post(
-        "/server/incoming_data",
-        body,
-        content_type="application/json",
-        headers={"CL-X-TOKEN": account.app_secret_token},
-    )
 
 
 # --- the schedule ---------------------------------------------------------------------------------

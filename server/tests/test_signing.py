@@ -9,17 +9,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
 from server.models import Delivery
+from server.tests.helpers import ingest
 
 pytestmark = pytest.mark.django_db
-
-
-def ingest(client, account, body: bytes):
-    return client.post(
-        "/server/incoming_data",
-        body,
-        content_type="application/json",
-        headers={"CL-X-TOKEN": account.app_secret_token},
-    )
 
 
 @pytest.mark.parametrize(("method", "signed_body"), [("POST", b'{"a": [1, "\xc3\xa9"]}'), ("PUT", b"{}")])
