@@ -58,7 +58,6 @@ class DeliveryAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     list_filter = ["status", "created_at", "event__account", "destination"]
-    list_select_related = ["event"]
     search_fields = ["delivery_id", "url"]
     inlines = [AttemptInline]
     actions = ["redeliver"]

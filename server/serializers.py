@@ -23,7 +23,7 @@ class AttemptSerializer(serializers.ModelSerializer):
 
 
 class DeliverySerializer(serializers.ModelSerializer):
-    event_id = serializers.UUIDField(source="event.event_id", read_only=True)
+    event_id = serializers.UUIDField(read_only=True)
     account = serializers.UUIDField(source="event.account_id", read_only=True)
     destination_id = serializers.IntegerField(read_only=True, allow_null=True)
     status_code = serializers.IntegerField(source="last_status_code", read_only=True, allow_null=True)

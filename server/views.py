@@ -82,9 +82,9 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = EventFilter
 
     def get_queryset(self):
-        if self.action == "list":
-            return Event.objects.all()
-        return Event.objects.prefetch_related("deliveries__attempts", "deliveries__event")
+        if self.action == "retrieve":
+            return Event.objects.prefetch_related("deliveries__attempts", "deliveries__event")
+        return Event.objects.all()
 
     def get_serializer_class(self):
         return EventSerializer if self.action == "list" else EventDetailSerializer
@@ -114,7 +114,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         deliveries = Delivery.objects.select_related("event", "destination")
-        return deliveries if self.action == "list" else deliveries.prefetch_related("attempts")
+        return deliveries.prefetch_related("attempts") if self.action == "retrieve" else deliveries
 
     def get_serializer_class(self):
         return DeliverySerializer if self.action == "list" else DeliveryDetailSerializer
@@ -131,6 +131,4 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
                 {"detail": "The destination of this delivery was deleted; it cannot be sent again."},
                 status=status.HTTP_409_CONFLICT,
             )
-        return Response(
-            DeliveryDetailSerializer(Delivery.objects.prefetch_related("attempts").get(pk=delivery.pk)).data
-        )
+        return Response(DeliveryDetailSerializer(delivery).data)

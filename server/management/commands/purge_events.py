@@ -14,12 +14,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--older-than-days",
             type=int,
-            default=None,
+            default=settings.DATAPUSHER_EVENT_RETENTION_DAYS,
             help="Default: DATAPUSHER_EVENT_RETENTION_DAYS.",
         )
         parser.add_argument("--batch-size", type=int, default=1000)
 
-    def handle(self, *args, older_than_days: int | None, batch_size: int, **options):
-        days = settings.DATAPUSHER_EVENT_RETENTION_DAYS if older_than_days is None else older_than_days
-        deleted = events_purge(older_than=timezone.now() - timedelta(days=days), batch_size=batch_size)
-        self.stdout.write(f"Deleted {deleted} events received before {days} days ago.")
+    def handle(self, *args, older_than_days: int, batch_size: int, **options):
+        deleted = events_purge(
+            older_than=timezone.now() - timedelta(days=older_than_days), batch_size=batch_size
+        )
+        self.stdout.write(f"Deleted {deleted} events received before {older_than_days} days ago.")

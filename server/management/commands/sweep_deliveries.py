@@ -11,11 +11,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--overdue-seconds",
             type=float,
-            default=None,
+            default=settings.DATAPUSHER_SWEEP_OVERDUE_SECONDS,
             help="Default: DATAPUSHER_SWEEP_OVERDUE_SECONDS.",
         )
 
-    def handle(self, *args, overdue_seconds: float | None, **options):
-        overdue = settings.DATAPUSHER_SWEEP_OVERDUE_SECONDS if overdue_seconds is None else overdue_seconds
-        enqueued = deliveries_sweep(overdue_seconds=overdue)
+    def handle(self, *args, overdue_seconds: float, **options):
+        enqueued = deliveries_sweep(overdue_seconds=overdue_seconds)
         self.stdout.write(f"Enqueued {enqueued} overdue deliveries.")
