@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
-from server.http import address_allowed, literal_address
+from destinations.addresses import address_allowed, literal_address
 
 # RFC 9110 field-name: a token.
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

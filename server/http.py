@@ -12,7 +12,6 @@ One shared `requests.Session` (connection pooling) with:
 
 import contextlib
 import email.utils
-import functools
 import ipaddress
 import logging
 import re
@@ -31,10 +30,10 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 
 from datapusher import __version__
+from destinations.addresses import IPAddress, address_allowed
 
 USER_AGENT = f"DataPusher/{__version__}"
 logger = logging.getLogger(__name__)
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class OutboundError(Exception):
@@ -74,33 +73,6 @@ class OutboundResponse:
 
 
 # --- SSRF guard ----------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
-
-
-def address_allowed(address: IPAddress) -> bool:
-    """Public unicast addresses, plus any in DATAPUSHER_ALLOWED_NETWORKS.
-
-    Refused by default: loopback, private (RFC 1918, fc00::/7), link-local (169.254/16 with cloud
-    metadata, fe80::/10), CGNAT (100.64/10), multicast, reserved, unspecified, and IPv4-mapped
-    IPv6 forms of all of these.
-    """
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if any(address in network for network in _networks(tuple(settings.DATAPUSHER_ALLOWED_NETWORKS))):
-        return True
-    return address.is_global and not (address.is_multicast or address.is_reserved)
-
-
-def literal_address(host: str) -> IPAddress | None:
-    """The IP address a URL's host spells literally (`10.0.0.1`, `[::1]`), or None for a name."""
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
 
 
 def _resolve(host: str, port: int) -> list[IPAddress]:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from destinations import addresses
 from server import http
 
 
@@ -121,16 +122,16 @@ def test_huge_response_body_is_not_read():
 def test_address_policy(settings, address, allowed):
     """Only public unicast addresses pass by default, IPv4-mapped IPv6 judged as its IPv4."""
     settings.DATAPUSHER_ALLOWED_NETWORKS = []
-    assert http.address_allowed(ipaddress.ip_address(address)) is allowed
+    assert addresses.address_allowed(ipaddress.ip_address(address)) is allowed
 
 
 def test_allowed_networks_open_only_the_listed_ranges(settings):
     """DATAPUSHER_ALLOWED_NETWORKS opens exactly its CIDRs."""
     settings.DATAPUSHER_ALLOWED_NETWORKS = ["10.20.0.0/16", "::1/128"]
-    assert http.address_allowed(ipaddress.ip_address("10.20.3.4"))
-    assert http.address_allowed(ipaddress.ip_address("::1"))
-    assert not http.address_allowed(ipaddress.ip_address("10.21.0.1"))
-    assert not http.address_allowed(ipaddress.ip_address("127.0.0.1"))
+    assert addresses.address_allowed(ipaddress.ip_address("10.20.3.4"))
+    assert addresses.address_allowed(ipaddress.ip_address("::1"))
+    assert not addresses.address_allowed(ipaddress.ip_address("10.21.0.1"))
+    assert not addresses.address_allowed(ipaddress.ip_address("127.0.0.1"))
 
 
 def test_guard_refuses_before_connecting(settings, receiver):
