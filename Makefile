@@ -10,12 +10,12 @@ PYTHON313 := $(shell for p in python3.13 python3; do \
 	done)
 
 .DEFAULT_GOAL := run
-.PHONY: install run test lint format migrate serve worker beat
+.PHONY: install run test lint format migrate serve worker dispatcher
 
 # Production processes (docs/deployment.md). Sizes are overridable: `WORKER_CONCURRENCY=64 make worker`.
 BIND ?= 127.0.0.1:$(PORT)
 WEB_CONCURRENCY ?= $(shell nproc 2>/dev/null || echo 2)
-WEB_THREADS ?= 8
+WEB_THREADS ?= 32
 WORKER_CONCURRENCY ?= 32
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -45,7 +45,8 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 # gunicorn: WEB_CONCURRENCY processes of WEB_THREADS threads. A sync-mode ingest waits up to
-# connect + read timeout on its slowest destination, so threads, not processes, carry that wait.
+# connect + read timeout on its slowest destination, so threads, not processes, carry that wait;
+# one account may hold at most DATAPUSHER_ACCOUNT_CONCURRENCY (16) of them per process.
 serve: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(VENV)/bin/gunicorn datapusher.wsgi --bind $(BIND) --workers $(WEB_CONCURRENCY) \
@@ -56,10 +57,10 @@ serve: install
 worker: install
 	$(VENV)/bin/celery -A datapusher worker --pool threads --concurrency $(WORKER_CONCURRENCY) --loglevel INFO
 
-# The sweeper's schedule: exactly one beat per deployment.
-beat: install
-	mkdir -p .local
-	$(VENV)/bin/celery -A datapusher beat --loglevel INFO --schedule .local/celerybeat-schedule
+# Publishes due deliveries to the broker (retries, what the ingest could not publish, what the
+# broker or a killed worker lost). One is enough; a second is safe.
+dispatcher: install
+	$(PY) manage.py dispatch
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -38,6 +38,13 @@ def _answer_ok(handler: BaseHTTPRequestHandler) -> None:
     handler.wfile.write(b"ok")
 
 
+class _ReceiverServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # The listen backlog, set before the socket listens: many connections at once are accepted,
+    # not dropped (which would look like a connect timeout).
+    request_queue_size = 256
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     """A local HTTP receiver in a thread; set `receiver.respond` to change how it answers."""
@@ -68,11 +75,9 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, format, *args):  # keep test output quiet
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 64
+    server = _ReceiverServer(("127.0.0.1", 0), Handler)
     state = Receiver(url=f"http://127.0.0.1:{server.server_port}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield state
     server.shutdown()
@@ -91,3 +96,20 @@ def api_client(staff_user) -> APIClient:
     token = Token.objects.create(user=staff_user)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
+
+
+@pytest.fixture
+def published(monkeypatch) -> list[int]:
+    """The ids of the deliveries published to the broker, recorded instead of sent: the broker
+    takes them all, and its queue reads as empty."""
+    sent: list[int] = []
+    lock = threading.Lock()
+
+    def publish(*, delivery_pks) -> bool:
+        with lock:
+            sent.extend(delivery_pks)
+        return True
+
+    monkeypatch.setattr("server.broker.publish", publish)
+    monkeypatch.setattr("server.broker.queue_depth", lambda: 0)
+    return sent

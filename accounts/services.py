@@ -16,11 +16,12 @@ ACCOUNT_EDITABLE_FIELDS = ("email", "account_name", "website")
 EMAIL_TAKEN = "An account with this email already exists."
 
 
-def _account_save(*, account: Account) -> Account:
-    """Save, turning a lost race on the case-insensitive email constraint into a field error."""
+def _account_save(*, account: Account, update_fields: list[str] | None = None) -> Account:
+    """Save (only `update_fields` when given), turning a lost race on the case-insensitive email
+    constraint into a field error."""
     try:
         with transaction.atomic():
-            account.save()
+            account.save(update_fields=update_fields)
     except IntegrityError as err:
         raise ValidationError({"email": [EMAIL_TAKEN]}) from err
     return account
@@ -33,8 +34,13 @@ def account_create(*, email: str, account_name: str, website: str = "") -> Accou
 
 def account_update(*, account: Account, data: Mapping[str, Any]) -> Account:
     """Update the editable fields present in `data`. Raises ValidationError if the email is taken."""
-    model_update(instance=account, fields=ACCOUNT_EDITABLE_FIELDS, data=data)
-    return _account_save(account=account)
+    changed = model_update(instance=account, fields=ACCOUNT_EDITABLE_FIELDS, data=data)
+    if not changed:
+        return account
+    # Only the changed fields: a token rotated meanwhile must not be written back with the old value.
+    _account_save(account=account, update_fields=[*changed, "updated_at"])
+    account.refresh_from_db()  # and the answer shows what the row holds now, rotated token included
+    return account
 
 
 def account_rotate_token(*, account: Account) -> Account:

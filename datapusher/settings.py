@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "datapusher.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "datapusher.urls"
@@ -82,6 +83,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
+    )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that does not answer fails the request within seconds (503), not when the worker
+    # is killed. A connect_timeout in DATABASE_URL's query string wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -138,8 +145,13 @@ LOGGING = {
 # added together (seconds), however slowly a destination drips its answer.
 DATAPUSHER_CONNECT_TIMEOUT = env.float("DATAPUSHER_CONNECT_TIMEOUT", default=5.0)
 DATAPUSHER_READ_TIMEOUT = env.float("DATAPUSHER_READ_TIMEOUT", default=10.0)
-# Deliveries sent at once per process (thread pool and connection pool size).
-DATAPUSHER_DELIVERY_CONCURRENCY = env.int("DATAPUSHER_DELIVERY_CONCURRENCY", default=32)
+# Outbound requests in flight at once per process (the delivery pool and its connection pool), and
+# what one account may take of it: at most this many sends waiting at once (each holds a web or
+# worker thread: keep it at most half of WEB_THREADS and WORKER_CONCURRENCY), and requests beyond
+# it only while as many pool slots stay free for other accounts. A request that finds no slot is
+# not sent now: its delivery stays pending (docs/delivery.md).
+DATAPUSHER_DELIVERY_CONCURRENCY = env.int("DATAPUSHER_DELIVERY_CONCURRENCY", default=64)
+DATAPUSHER_ACCOUNT_CONCURRENCY = env.int("DATAPUSHER_ACCOUNT_CONCURRENCY", default=16)
 # At most this much of a destination's answer is read; the first 4 KiB are kept in the log.
 DATAPUSHER_RESPONSE_MAX_BYTES = env.int("DATAPUSHER_RESPONSE_MAX_BYTES", default=65_536)
 # SSRF guard: destinations on loopback, private, link-local... addresses are refused unless their
@@ -163,10 +175,6 @@ DATAPUSHER_RETRY_SCHEDULE = env.list(
     "DATAPUSHER_RETRY_SCHEDULE", cast=float, default=[5, 300, 1800, 7200, 18000, 36000, 36000]
 )
 DATAPUSHER_RETRY_JITTER = env.float("DATAPUSHER_RETRY_JITTER", default=0.2)
-# The sweeper re-enqueues pending deliveries this many seconds past due (lost by a flushed broker
-# or a killed worker). It runs every DATAPUSHER_SWEEP_INTERVAL seconds under `make beat`.
-DATAPUSHER_SWEEP_OVERDUE_SECONDS = env.float("DATAPUSHER_SWEEP_OVERDUE_SECONDS", default=300)
-DATAPUSHER_SWEEP_INTERVAL = env.float("DATAPUSHER_SWEEP_INTERVAL", default=60)
 
 # Celery (queued delivery and background retries). No broker: everything runs in the web process.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
@@ -177,22 +185,18 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a killed worker's task goes back to 
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Redis hands an unacknowledged message to another worker after this long: it must exceed the
-# longest request and the longest retry countdown (held by a worker until due), or tasks repeat.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": int(max(DATAPUSHER_RETRY_SCHEDULE, default=0) * (1 + DATAPUSHER_RETRY_JITTER))
-    + 3600
-}
-# A broker outage must not stall an ingest for long: the sweeper enqueues what could not be.
-CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 2,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
-}
-CELERY_BEAT_SCHEDULE = {
-    "sweep-overdue-deliveries": {"task": "server.tasks.sweep", "schedule": DATAPUSHER_SWEEP_INTERVAL},
-}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2.0  # seconds for a worker to connect to the broker
+# Publishing (the ingest, the dispatcher): every broker call waits at most this long, in all (DNS,
+# connect, a broker that never answers), is never retried in a request, and after a failure the
+# process leaves the broker alone for the backoff; the dispatcher publishes what was not.
+DATAPUSHER_PUBLISH_TIMEOUT = env.float("DATAPUSHER_PUBLISH_TIMEOUT", default=1.0)
+DATAPUSHER_PUBLISH_BACKOFF = env.float("DATAPUSHER_PUBLISH_BACKOFF", default=5.0)
+# The dispatcher (`make dispatcher`) publishes due pending deliveries every interval, in batches. A
+# delivery handed to the broker and not taken by a worker is handed over again after 5 s once the
+# broker's queue is empty (the broker lost it), and after DATAPUSHER_REDISPATCH_AFTER in any case.
+DATAPUSHER_DISPATCH_INTERVAL = env.float("DATAPUSHER_DISPATCH_INTERVAL", default=1.0)
+DATAPUSHER_DISPATCH_BATCH = env.int("DATAPUSHER_DISPATCH_BATCH", default=500)
+DATAPUSHER_REDISPATCH_AFTER = env.float("DATAPUSHER_REDISPATCH_AFTER", default=300)
 
 # A shared cache across processes when REDIS_URL is set; per-process memory otherwise.
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -28,4 +28,5 @@ urlpatterns = [
 ]
 
 handler400 = "rest_framework.exceptions.bad_request"
-handler500 = "rest_framework.exceptions.server_error"
+handler404 = "datapusher.errors.page_not_found"
+handler500 = "datapusher.errors.server_error"

@@ -9,9 +9,9 @@ from destinations.signing import generate_signing_secret
 DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers")
 
 
-def _destination_save(*, destination: Destination) -> Destination:
+def _destination_save(*, destination: Destination, update_fields: list[str] | None = None) -> Destination:
     destination.full_clean()
-    destination.save()
+    destination.save(update_fields=update_fields)
     return destination
 
 
@@ -25,8 +25,13 @@ def destination_create(
 
 def destination_update(*, destination: Destination, data: Mapping[str, Any]) -> Destination:
     """Update the editable fields present in `data`. Raises ValidationError on an invalid field."""
-    model_update(instance=destination, fields=DESTINATION_EDITABLE_FIELDS, data=data)
-    return _destination_save(destination=destination)
+    changed = model_update(instance=destination, fields=DESTINATION_EDITABLE_FIELDS, data=data)
+    if not changed:
+        return destination
+    # Only the changed fields: a secret rotated meanwhile must not be written back with the old value.
+    _destination_save(destination=destination, update_fields=[*changed, "updated_at"])
+    destination.refresh_from_db()  # and the answer shows what the row holds now, new secret included
+    return destination
 
 
 def destination_delete(*, destination: Destination) -> None:

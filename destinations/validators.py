@@ -1,8 +1,9 @@
 import ipaddress
 import re
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from destinations.addresses import address_allowed, literal_address
 
@@ -62,9 +63,14 @@ def validate_headers(value: object) -> None:
 def validate_destination_address(url: str) -> None:
     """Refuse, at configuration time, URLs whose host is a literal disallowed IP or localhost.
 
-    Hostnames are checked again at connect time, after DNS, by the SSRF guard in server.http.
+    Hostnames are checked again at connect time, after DNS, by the SSRF guard in server.http. The
+    host is read with urllib3's parser, the one the deliveries are sent with, so it is the host the
+    request goes to even where parsers disagree (`http://10.0.0.1\\@example.com/`).
     """
-    host = urlsplit(url).hostname or ""
+    try:
+        host = (parse_url(url).host or "").strip("[]")  # urllib3 keeps an IPv6 address's brackets
+    except LocationParseError:
+        return  # not a URL at all: the URL validator refuses it
     if host.rstrip(".") == "localhost" or host.rstrip(".").endswith(".localhost"):
         address = ipaddress.ip_address("127.0.0.1")
     else:

@@ -6,6 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.models import Account
+from datapusher.filters import ListFiltersMixin
 from destinations.models import Destination
 from destinations.serializers import DestinationSerializer
 from destinations.services import (
@@ -24,7 +25,7 @@ class DestinationFilter(filters.FilterSet):
         fields = ["account"]
 
 
-class DestinationViewSet(viewsets.ModelViewSet):
+class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
     queryset = Destination.objects.all()
     serializer_class = DestinationSerializer
     filterset_class = DestinationFilter

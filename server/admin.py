@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from server.models import Attempt, Delivery, Event
-from server.services import deliveries_redeliver
+from server.services.log import deliveries_redeliver
 
 
 class AttemptInline(admin.TabularInline):

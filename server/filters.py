@@ -1,12 +1,36 @@
+from datetime import UTC
+
+from django.core.exceptions import ValidationError
+from django_filters import fields
 from django_filters import rest_framework as filters
 
 from server.models import Delivery, Event
 
 
+class UtcDateTimeField(fields.IsoDateTimeField):
+    """An ISO 8601 date-time, converted to UTC: the database gets no offset it could refuse
+    (PostgreSQL takes none of ±16:00 or more) and no instant outside years 1 to 9999 in UTC."""
+
+    default_error_messages = {"out_of_range": "Enter a date/time between 0001-01-01 and 9999-12-31 in UTC."}
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except (OverflowError, ValueError) as err:
+            raise ValidationError(self.error_messages["out_of_range"], code="out_of_range") from err
+
+
+class UtcDateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class EventFilter(filters.FilterSet):
     account = filters.UUIDFilter(field_name="account_id")
-    received_after = filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    received_after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = UtcDateTimeFilter(field_name="received_at", lookup_expr="lt")
     external_id = filters.CharFilter(field_name="external_id")
 
     class Meta:
@@ -18,10 +42,10 @@ class DeliveryFilter(filters.FilterSet):
     account = filters.UUIDFilter(field_name="event__account_id")
     destination = filters.NumberFilter(field_name="destination_id")
     status = filters.ChoiceFilter(choices=Delivery.Status.choices)
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    processed_after = filters.IsoDateTimeFilter(field_name="processed_at", lookup_expr="gte")
-    processed_before = filters.IsoDateTimeFilter(field_name="processed_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    processed_after = UtcDateTimeFilter(field_name="processed_at", lookup_expr="gte")
+    processed_before = UtcDateTimeFilter(field_name="processed_at", lookup_expr="lt")
 
     class Meta:
         model = Delivery

@@ -89,6 +89,11 @@ class _GuardedConnectionMixin:
             addresses = _resolve(host, self.port)
         except socket.gaierror as err:
             raise NameResolutionError(self.host, self, err) from err
+        watchdog = getattr(_current, "watchdog", None)
+        if watchdog is not None and watchdog.fired:
+            # The lookup outlived the deadline (the watchdog cannot interrupt it): the caller has
+            # given up and recorded a timeout, so nothing may be sent now.
+            raise OutboundTimeout(f"no complete response within {watchdog.seconds:g}s (DNS lookup)")
         allowed = [address for address in addresses if address_allowed(address)]
         if not allowed:
             refused = ", ".join(str(address) for address in addresses)
@@ -147,6 +152,7 @@ class _Watchdog:
     """Shuts the request's socket down when the deadline passes, ending any blocked read."""
 
     def __init__(self, seconds: float):
+        self.seconds = seconds
         self.fired = False
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
@@ -267,7 +273,7 @@ def send(
             )
             with response:
                 content = _read_capped(response.iter_content(8192), settings.DATAPUSHER_RESPONSE_MAX_BYTES)
-        except AddressNotAllowed:
+        except OutboundError:  # raised by the guarded connection itself
             raise
         except requests.ConnectTimeout as err:
             raise OutboundTimeout(f"connect timed out after {connect_timeout:g}s") from err

@@ -63,16 +63,23 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     processed_at = models.DateTimeField(null=True, blank=True)
-    # While pending: when the next attempt is due (the sweeper re-enqueues it once well overdue).
+    # While pending: when the next attempt is due.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # A worker's lease on the delivery while it sends, so two copies of a task cannot both send.
-    locked_until = models.DateTimeField(null=True, blank=True)
+    # The lease of whoever is sending it now (the ingest, a worker, a manual retry): taken with one
+    # conditional UPDATE, and only the holder of lease_id may write the attempt's outcome.
+    lease_id = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # When it was last handed to the broker and no worker has taken it since (the dispatcher's mark).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
         verbose_name_plural = "deliveries"
         indexes = [
-            models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due"),
+            # The dispatcher's scan: pending deliveries by due time, a small part of a large table.
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status="pending"), name="delivery_pending_due"
+            ),
             models.Index(fields=["status", "created_at"], name="delivery_status_created"),
             models.Index(fields=["created_at"], name="delivery_created"),
             models.Index(fields=["processed_at"], name="delivery_processed"),

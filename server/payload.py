@@ -4,12 +4,52 @@ import json
 import math
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
+
 
 class InvalidPayload(ValueError):
     """The body is not a UTF-8 JSON object."""
 
 
+class PayloadTooLarge(Exception):
+    """The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE."""
+
+
+class LengthRequired(Exception):
+    """A chunked body the WSGI server passed on still chunked, so its end cannot be found."""
+
+
 JSON_MEDIA_TYPE = "application/json"
+READ_SIZE = 64 * 1024
+
+
+def request_body(*, request: HttpRequest) -> bytes:
+    """The request's body, also when it came with `Transfer-Encoding: chunked` (no Content-Length).
+
+    Raises PayloadTooLarge above DATA_UPLOAD_MAX_MEMORY_SIZE, and LengthRequired for a chunked body
+    the WSGI server did not de-chunk (Django's runserver): only a server that sets
+    `wsgi.input_terminated` (gunicorn) ends wsgi.input where the body ends.
+    """
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.META.get("CONTENT_LENGTH") or not chunked:
+        try:
+            return request.body
+        except RequestDataTooBig as err:
+            raise PayloadTooLarge from err
+    if not request.META.get("wsgi.input_terminated"):
+        raise LengthRequired
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    stream = request.META["wsgi.input"]
+    body = bytearray()
+    # Never more than one byte past the limit: enough to know it is exceeded.
+    while limit is None or len(body) <= limit:
+        piece = stream.read(READ_SIZE if limit is None else min(READ_SIZE, limit + 1 - len(body)))
+        if not piece:
+            return bytes(body)
+        body += piece
+    raise PayloadTooLarge
 
 
 def _reject_constant(name: str) -> Any:

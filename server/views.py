@@ -1,6 +1,5 @@
 import re
 
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -10,9 +9,11 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.selectors import account_get_by_token
+from datapusher.errors import ingest_error
+from datapusher.filters import ListFiltersMixin
 from server.filters import DeliveryFilter, EventFilter
-from server.models import Delivery, Event
-from server.payload import InvalidPayload, payload_parse
+from server.payload import InvalidPayload, LengthRequired, PayloadTooLarge, payload_parse, request_body
+from server.selectors import delivery_detail_list, delivery_list, event_detail_list, event_list
 from server.serializers import (
     DeliveryDetailSerializer,
     DeliveryResultSerializer,
@@ -20,47 +21,48 @@ from server.serializers import (
     EventDetailSerializer,
     EventSerializer,
 )
-from server.services import DestinationDeleted, delivery_retry, event_ingest, event_redeliver
+from server.services.ingest import event_ingest, queue_mode
+from server.services.log import DeliveryBusy, DestinationDeleted, delivery_retry, event_redeliver
 
 TOKEN_HEADER = "CL-X-TOKEN"  # noqa: S105 (a header name, not a secret)
 EVENT_ID_HEADER = "CL-X-EVENT-ID"
 EVENT_ID = re.compile(r"[!-~][ -~]{0,254}")  # 1-255 printable ASCII characters
 
 
-def _failure(status: int, message: str, **extra) -> JsonResponse:
-    return JsonResponse({"success": False, "message": message, **extra}, status=status)
-
-
 @csrf_exempt
 def incoming_data(request: HttpRequest) -> JsonResponse:
     """Receive a JSON object for the account owning the CL-X-TOKEN and push it to its destinations.
 
-    Checks in order: method (405), token (401), body and CL-X-EVENT-ID (400 / 413); then 200 with
+    Checks in order: method (405), token (401), body and CL-X-EVENT-ID (400 / 411 / 413); then 200 with
     one entry per destination (202 with pending entries in queue mode). Authenticated by the token
     alone: no user session, no CSRF.
     """
     if request.method != "POST":
-        response = _failure(405, "Invalid Data")
+        response = ingest_error(status=405, message="Invalid Data")
         response["Allow"] = "POST"
         return response
     account = account_get_by_token(token=request.headers.get(TOKEN_HEADER, ""))
     if account is None:
-        return _failure(401, "Un Authenticate")
+        return ingest_error(status=401, message="Un Authenticate")
     try:
-        body = request.body
+        body = request_body(request=request)
         data = payload_parse(
             body=body,
             content_type=request.content_type or "",
             charset=request.content_params.get("charset"),
         )
-    except RequestDataTooBig:
-        return _failure(413, "Payload Too Large")
+    except PayloadTooLarge:
+        return ingest_error(status=413, message="Payload Too Large")
+    except LengthRequired:
+        return ingest_error(status=411, message="Length Required")
     except InvalidPayload:
-        return _failure(400, "Invalid Data")
+        return ingest_error(status=400, message="Invalid Data")
     external_id = request.headers.get(EVENT_ID_HEADER) or None
     if external_id is not None and not EVENT_ID.fullmatch(external_id):
-        return _failure(
-            400, "Invalid Data", error=f"{EVENT_ID_HEADER} must be 1 to 255 printable ASCII characters."
+        return ingest_error(
+            status=400,
+            message="Invalid Data",
+            error=f"{EVENT_ID_HEADER} must be 1 to 255 printable ASCII characters.",
         )
     outcome = event_ingest(account=account, body=body, data=data, external_id=external_id)
     return JsonResponse(
@@ -75,60 +77,73 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
     )
 
 
-class EventViewSet(viewsets.ReadOnlyModelViewSet):
+class EventViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):
     """Accepted ingests, newest first, with their deliveries and attempts in the detail view."""
 
     lookup_field = "event_id"
     filterset_class = EventFilter
 
     def get_queryset(self):
-        if self.action == "retrieve":
-            return Event.objects.prefetch_related("deliveries__attempts", "deliveries__event")
-        return Event.objects.all()
+        return event_detail_list() if self.action == "retrieve" else event_list()
 
     def get_serializer_class(self):
         return EventSerializer if self.action == "list" else EventDetailSerializer
 
     @extend_schema(
         request=None,
+        filters=False,
         parameters=[
             OpenApiParameter("all", OpenApiTypes.BOOL, description="Also resend succeeded deliveries.")
         ],
-        responses=DeliverySerializer(many=True),
+        responses={200: DeliverySerializer(many=True), 202: DeliverySerializer(many=True)},
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], pagination_class=None)
     def redeliver(self, request, event_id=None):
-        """Send the event's failed deliveries again now (all of them with ?all=true)."""
+        """Send the event's deliveries that have not succeeded again (all of them with ?all=true),
+        except any being sent right now. Sync mode: sent now, 200 with their new outcome. Queue mode:
+        202 with them pending, due now, for the workers."""
         include_succeeded = serializers.BooleanField().to_internal_value(
             request.query_params.get("all", "false")
         )
         deliveries = event_redeliver(event=self.get_object(), include_succeeded=include_succeeded)
-        return Response(DeliverySerializer(deliveries, many=True).data)
+        return Response(DeliverySerializer(deliveries, many=True).data, status=_sent_status())
 
 
-class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+class DeliveryViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):
     """Deliveries (one per event and destination), with their attempts in the detail view."""
 
     lookup_field = "delivery_id"
     filterset_class = DeliveryFilter
 
     def get_queryset(self):
-        deliveries = Delivery.objects.select_related("event", "destination")
-        return deliveries.prefetch_related("attempts") if self.action == "retrieve" else deliveries
+        return delivery_detail_list() if self.action == "retrieve" else delivery_list()
 
     def get_serializer_class(self):
         return DeliverySerializer if self.action == "list" else DeliveryDetailSerializer
 
-    @extend_schema(request=None, responses={200: DeliveryDetailSerializer, 409: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=None,
+        filters=False,
+        responses={200: DeliveryDetailSerializer, 202: DeliveryDetailSerializer, 409: OpenApiTypes.OBJECT},
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request, delivery_id=None):
-        """Send the delivery again now, with the same webhook-id; answers with the new attempt."""
-        delivery = self.get_object()
+        """Send the delivery again, with the same webhook-id. Sync mode: 200 with its new attempt;
+        queue mode: 202 with it pending, due now. 409 if it is being sent right now or its
+        destination was deleted."""
         try:
-            delivery = delivery_retry(delivery=delivery)
+            delivery = delivery_retry(delivery=self.get_object())
         except DestinationDeleted:
-            return Response(
-                {"detail": "The destination of this delivery was deleted; it cannot be sent again."},
-                status=status.HTTP_409_CONFLICT,
-            )
-        return Response(DeliveryDetailSerializer(delivery).data)
+            return _conflict("The destination of this delivery was deleted; it cannot be sent again.")
+        except DeliveryBusy:
+            return _conflict("This delivery is being sent right now; try again when that attempt has ended.")
+        return Response(DeliveryDetailSerializer(delivery).data, status=_sent_status())
+
+
+def _sent_status() -> int:
+    """200 when a redelivery was sent before answering (sync mode), 202 when it was queued."""
+    return status.HTTP_202_ACCEPTED if queue_mode() else status.HTTP_200_OK
+
+
+def _conflict(detail: str) -> Response:
+    return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)

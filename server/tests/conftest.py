@@ -1,12 +1,14 @@
-"""Fixtures for the integration suite: a real broker, a real Celery worker process."""
+"""Fixtures for the integration suite: a real broker, a real Celery worker process, a real gunicorn."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import kombu.pools
@@ -184,3 +186,131 @@ def mocked():
     """`responses` intercepting outbound HTTP; every registered URL must be called."""
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         yield rsps
+
+
+class WebServer:
+    """`gunicorn datapusher.wsgi` in its own process group, on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], log: Path):
+        self.env, self.log, self.process, self.url = env, log, None, ""
+
+    def start(self) -> "WebServer":
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "datapusher.wsgi",
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    "4",
+                    "--timeout",
+                    "60",
+                    "--graceful-timeout",
+                    "5",
+                    "--no-control-socket",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(
+            lambda: self.process.poll() is not None or "Booting worker" in self.log.read_text(),
+            30,
+            f"gunicorn did not start within 30 s; its log: {self.log}",
+        )
+        listening = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", self.log.read_text())
+        assert self.process.poll() is None and listening, f"gunicorn did not start:\n{self.output()}"
+        self.url = listening[1]
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+    def output(self) -> str:
+        return self.log.read_text()[-4000:]
+
+
+def web_env(*, database_url: str, **overrides: str) -> dict[str, str]:
+    """The environment of a production-settings process on `database_url`, delivering inline."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "datapusher.settings",
+        "SECRET_KEY": "test-suite-web-server",
+        "DEBUG": "false",
+        "DATABASE_URL": database_url,
+        "DATAPUSHER_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "DATAPUSHER_DELIVERY_MODE": "sync",
+        "CELERY_BROKER_URL": "",
+        **overrides,
+    }
+
+
+def manage(*args: str, env: dict[str, str]) -> str:
+    """Run `manage.py` in a subprocess with `env`; returns its stdout."""
+    finished = subprocess.run(  # noqa: S603 (our own command line)
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, f"manage.py {' '.join(args)} failed:\n{finished.stderr[-4000:]}"
+    return finished.stdout
+
+
+@pytest.fixture
+def gunicorn(tmp_path) -> Iterator[Callable[..., WebServer]]:
+    """A factory of gunicorn processes (stopped at the end): start(database_url=..., **settings from
+    the environment) -> WebServer, on the production settings."""
+    servers: list[WebServer] = []
+
+    def start(*, database_url: str, **overrides: str) -> WebServer:
+        env = web_env(database_url=database_url, **overrides)
+        started = WebServer(env, tmp_path / f"gunicorn-{len(servers)}.log")
+        servers.append(started)
+        return started.start()
+
+    yield start
+    for running in servers:
+        running.stop()
+
+
+@dataclass
+class Site:
+    """A gunicorn-served app on its own migrated SQLite database, with a staff API token."""
+
+    server: WebServer
+    api_token: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture
+def sqlite_site(gunicorn, tmp_path) -> Callable[..., Site]:
+    """A factory: start(**settings from the environment) -> Site, its database in tmp_path."""
+
+    def start(**overrides: str) -> Site:
+        database_url = f"sqlite:///{tmp_path / 'site.sqlite3'}"
+        env = web_env(database_url=database_url, **overrides)
+        manage("migrate", "--noinput", env=env)
+        api_token = manage("create_api_token", "tester", env=env).strip()
+        return Site(server=gunicorn(database_url=database_url, **overrides), api_token=api_token)
+
+    return start

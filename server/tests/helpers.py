@@ -1,5 +1,17 @@
 """Helpers shared by the server tests."""
 
+import http.client
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.utils import timezone
+
+from destinations.tests.factories import DestinationFactory
+from server.models import Delivery, Event
+
 INGEST_URL = "/server/incoming_data"
 
 
@@ -17,3 +29,41 @@ def ingest(
     if event_id is not None:
         headers["CL-X-EVENT-ID"] = event_id
     return client.post(INGEST_URL, body, content_type=content_type, headers=headers, **extra)
+
+
+def pending_delivery(**fields) -> Delivery:
+    """A pending delivery of a fresh event to a fresh POST destination at https://h.example.com/,
+    due now unless `fields` say otherwise."""
+    destination = DestinationFactory(url="https://h.example.com/")
+    event = Event.objects.create(account=destination.account, body='{"a": 1}')
+    fields.setdefault("next_attempt_at", timezone.now())
+    return Delivery.objects.create(
+        event=event, destination=destination, url=destination.url, http_method="POST", **fields
+    )
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    headers: http.client.HTTPMessage
+    json: Any
+
+
+def http_call(
+    base_url: str,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str],
+    body: bytes | Iterable[bytes] | None = None,
+) -> HttpAnswer:
+    """One request to a real server, answered in JSON; an iterable body is sent chunked."""
+    address = urlsplit(base_url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        chunked = body is not None and not isinstance(body, bytes)
+        connection.request(method, path, body=body, headers=headers, encode_chunked=chunked)
+        response = connection.getresponse()
+        return HttpAnswer(response.status, response.headers, json.loads(response.read()))
+    finally:
+        connection.close()

@@ -10,6 +10,7 @@ import pytest
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery, Event
+from server.services.delivery import delivery_attempt_due
 from server.tests.helpers import ingest
 
 pytestmark = pytest.mark.django_db
@@ -233,16 +234,54 @@ def test_huge_body_is_not_read_past_the_cap(client, account, raw_server, setting
 
 
 def test_ten_slow_destinations_are_delivered_concurrently(client, account, receiver):
-    """10 destinations answering in 300 ms each: all in flight at once, answered well under 1 s."""
+    """10 destinations answering in 300 ms each: all in flight at the receiver at once."""
     receiver.respond = lambda handler: (time.sleep(0.3), answer(200)(handler))
     for i in range(10):
         DestinationFactory(account=account, url=f"{receiver.url}/{i}")
-    started = time.monotonic()
     response = ingest(client, account)
-    elapsed = time.monotonic() - started
     assert [e["status"] for e in response.json()["deliveries"]] == ["succeeded"] * 10
     assert receiver.max_in_flight == 10
-    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("path", ["ingest", "worker"])
+def test_a_slow_dns_lookup_is_cut_at_the_deadline_and_nothing_is_sent_after(
+    client, account, receiver, settings, monkeypatch, path
+):
+    """A name whose lookup takes 3 s, with a 1 s deadline, as the only destination (the path every
+    worker task takes): the attempt ends at the deadline as a timeout, and when the lookup finally
+    returns, nothing is sent — the delivery's outcome is already written."""
+    settings.DATAPUSHER_CONNECT_TIMEOUT = settings.DATAPUSHER_READ_TIMEOUT = 0.5
+    real_getaddrinfo = socket.getaddrinfo
+    looked_up = threading.Event()
+
+    def slow_getaddrinfo(host, port, *args, **kwargs):
+        if host == "slow-dns.example":
+            time.sleep(3)
+            looked_up.set()
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    port = receiver.url.rsplit(":", 1)[1]
+    DestinationFactory(account=account, url=f"http://slow-dns.example:{port}/")
+    started = time.monotonic()
+    if path == "ingest":
+        ingest(client, account)
+    else:
+        settings.DATAPUSHER_DELIVERY_MODE = "queue"
+        ingest(client, account)
+        delivery_attempt_due(delivery_pk=Delivery.objects.get().pk)
+    elapsed = time.monotonic() - started
+    stored = Delivery.objects.get()
+    assert (stored.status, stored.error, stored.lease_id) == (
+        "failed",
+        "no complete response within 1s",
+        None,
+    )
+    assert elapsed < 2.9  # the deadline plus grace (2 s), not the lookup's 3 s
+    assert looked_up.wait(5)
+    time.sleep(0.3)
+    assert receiver.requests == []
 
 
 def test_one_failing_destination_does_not_stop_the_others(client, account, receiver):

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from server.services import events_purge
+from server.services.log import events_purge
 
 
 class Command(BaseCommand):

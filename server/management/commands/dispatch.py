@@ -1,0 +1,39 @@
+import signal
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import DatabaseError, close_old_connections
+
+from server.services.dispatch import deliveries_dispatch
+
+
+class Command(BaseCommand):
+    help = (
+        "Publish due pending deliveries to the broker, every DATAPUSHER_DISPATCH_INTERVAL seconds: "
+        "retries when due, what the ingest could not publish, what the broker lost, what a killed "
+        "worker left. Safe to run in more than one process."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="One pass, then exit (for cron or a check).")
+
+    def handle(self, *args, once: bool, **options):
+        stopping = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopping.append(True))
+        batch = settings.DATAPUSHER_DISPATCH_BATCH
+        while True:
+            try:
+                published = deliveries_dispatch(limit=batch)
+            except DatabaseError as err:
+                self.stderr.write(f"database unavailable, trying again: {err}")
+                close_old_connections()
+                published = 0
+            if once:
+                self.stdout.write(f"Published {published} deliveries.")
+                return
+            if stopping:
+                return
+            if published < batch:  # caught up: wait for more to fall due
+                time.sleep(settings.DATAPUSHER_DISPATCH_INTERVAL)

@@ -1,0 +1,415 @@
+"""Sending deliveries: claim, send within this process's limits, record the outcome.
+
+Every send — the ingest's first attempt, a worker's, a manual retry or redelivery — holds a lease on
+the delivery (lease_id + lease_expires_at, taken with one conditional UPDATE) and writes its outcome
+only WHERE lease_id is still its own. A sender whose lease ran out and was taken over has its
+attempt recorded, and moves nothing else. HTTP runs on the delivery pool's threads (server.http);
+every database read and write happens on the calling thread.
+"""
+
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from destinations.signing import sign
+from server import broker, http
+from server.models import Attempt, Delivery, Event
+from server.payload import payload_parse
+
+# Methods whose request carries the data as query parameters instead of a body.
+QUERY_METHODS = frozenset({"GET", "DELETE"})
+RESPONSE_EXCERPT_BYTES = 4096
+# Slack on top of a request's deadline before its caller stops waiting for it.
+FAN_OUT_GRACE_SECONDS = 1.0
+# A lease outlasts the longest send (deadline + grace) by this much, room for the database writes.
+LEASE_GRACE = timedelta(seconds=10)
+# A delivery that found no free slot is due again this much later (no attempt is spent on it).
+NOT_STARTED_DELAY = timedelta(seconds=1)
+NOT_STARTED = "not started: the account or this process has too many deliveries in flight; still pending"
+
+logger = logging.getLogger(__name__)
+
+Payload = tuple[bytes, dict[str, Any]]  # the event's body as received, and parsed
+SendResult = tuple[http.OutboundResponse | http.OutboundError, float, float]  # outcome, unix start, seconds
+
+
+def lease_duration() -> timedelta:
+    return timedelta(seconds=http.deadline_seconds() + FAN_OUT_GRACE_SECONDS) + LEASE_GRACE
+
+
+def unleased(now: datetime) -> Q:
+    """Deliveries nobody holds: never leased, released, or whose holder's lease ran out."""
+    return Q(lease_id__isnull=True) | Q(lease_expires_at__lt=now)
+
+
+def retry_delay(*, attempt_count: int, retry_after: float | None = None) -> float | None:
+    """Seconds to wait after the `attempt_count`-th failed attempt, or None when none is left.
+
+    From DATAPUSHER_RETRY_SCHEDULE with +/- DATAPUSHER_RETRY_JITTER; a destination's Retry-After
+    is honoured instead, clamped to between 1 second and the schedule's longest wait.
+    """
+    schedule = settings.DATAPUSHER_RETRY_SCHEDULE
+    if attempt_count > len(schedule):
+        return None
+    if retry_after is not None:
+        return min(max(retry_after, 1.0), max(schedule))
+    jitter = settings.DATAPUSHER_RETRY_JITTER
+    return schedule[attempt_count - 1] * random.uniform(1 - jitter, 1 + jitter)  # noqa: S311 (not crypto)
+
+
+def query_params(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Top-level keys as query parameters: strings as is, any other value as compact JSON text."""
+    return [
+        (
+            key,
+            value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False),
+        )
+        for key, value in data.items()
+    ]
+
+
+def event_payloads(events: Iterable[Event]) -> dict[Any, Payload]:
+    """Each event's body, by event_id, as deliveries_send takes them."""
+    payloads = {}
+    for event in events:
+        body = event.body.encode()
+        payloads[event.event_id] = (
+            body,
+            payload_parse(body=body, content_type="application/json", charset=None),
+        )
+    return payloads
+
+
+def _outbound_request(*, delivery: Delivery, payload: Payload) -> dict[str, Any]:
+    """The keyword arguments of http.send for one attempt of `delivery`, signed."""
+    body, data = payload
+    destination = delivery.destination
+    headers = dict(destination.headers)
+    if destination.http_method in QUERY_METHODS:
+        params, content = query_params(data), None
+    else:
+        params, content = [], body
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"
+    message_id, timestamp = str(delivery.delivery_id), int(time.time())
+    headers["webhook-id"] = message_id
+    headers["webhook-timestamp"] = str(timestamp)
+    headers["webhook-signature"] = sign(
+        secret=destination.signing_secret, message_id=message_id, timestamp=timestamp, body=content or b""
+    )
+    return {
+        "method": destination.http_method,
+        "url": destination.url,
+        "headers": headers,
+        "params": params,
+        "body": content,
+    }
+
+
+# --- Limits: the pool and the per-account bulkhead ------------------------------------------------
+
+
+class _Bulkhead:
+    """What one account may take of this process, so that its slow destinations starve nobody else.
+
+    Two things are scarce: the threads that wait for a send (web threads for an ingest, worker
+    threads for a task) and the delivery pool's DATAPUSHER_DELIVERY_CONCURRENCY request slots.
+    With S = DATAPUSHER_ACCOUNT_CONCURRENCY, an account may have at most S sends waiting at once,
+    and may start a request while it has fewer than S in flight or while S slots stay free for the
+    others after it. So one account alone may use all but S slots, an ingest to many destinations
+    is not split while the pool has room, and a newcomer always finds S slots.
+
+    Nothing waits for a slot: a request that gets none is not started (its delivery stays pending).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._by_account: dict[Any, list[int]] = {}  # account -> [sends waiting, requests in flight]
+
+    def enter(self, account_id: Any, wanted: int) -> int:
+        """Start a send of `wanted` requests for the account: how many of them may go now. If any,
+        the send counts as waiting until exit(); each granted request holds a slot until release()."""
+        share, pool = settings.DATAPUSHER_ACCOUNT_CONCURRENCY, settings.DATAPUSHER_DELIVERY_CONCURRENCY
+        with self._lock:
+            sends, requests = self._by_account.get(account_id, (0, 0))
+            if sends >= share:
+                return 0
+            free = pool - self._requests
+            granted = max(0, min(wanted, max(share - requests, free - share), free))
+            if granted:
+                self._by_account[account_id] = [sends + 1, requests + granted]
+                self._requests += granted
+            return granted
+
+    def exit(self, account_id: Any) -> None:
+        """The send that enter() admitted is no longer waiting."""
+        self._change(account_id, sends=-1, requests=0)
+
+    def release(self, account_id: Any) -> None:
+        """One request granted by enter() has ended."""
+        self._change(account_id, sends=0, requests=-1)
+
+    def _change(self, account_id: Any, *, sends: int, requests: int) -> None:
+        with self._lock:
+            counts = self._by_account[account_id]
+            counts[0] += sends
+            counts[1] += requests
+            self._requests += requests
+            if counts == [0, 0]:
+                del self._by_account[account_id]
+
+    def in_flight(self, account_id: Any = None) -> int:
+        """Requests in flight: the account's, or the whole process's."""
+        with self._lock:
+            return self._requests if account_id is None else self._by_account.get(account_id, (0, 0))[1]
+
+
+bulkhead = _Bulkhead()
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _executor_get() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            # As many threads as slots: a request that got a slot starts at once.
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.DATAPUSHER_DELIVERY_CONCURRENCY, thread_name_prefix="delivery"
+            )
+        return _executor
+
+
+def _send_then_release(account_id: Any, request: dict[str, Any]) -> SendResult:
+    try:
+        return http.timed_send(**request)
+    finally:
+        bulkhead.release(account_id)
+
+
+def _fan_out(requests: Sequence[tuple[Any, dict[str, Any]]]) -> list[SendResult | None]:
+    """Start every (account_id, request) the bulkhead allows, all at once, and wait for each until
+    its deadline (plus grace) has passed. None for a request that was not started.
+
+    Each request's deadline runs from its own start, which is now: a request never waits for a
+    thread. Its slot is given back when it really ends, even after its caller stopped waiting.
+    """
+    results: list[SendResult | None] = [None] * len(requests)
+    wanted: dict[Any, list[int]] = {}
+    for index, (account_id, _) in enumerate(requests):
+        wanted.setdefault(account_id, []).append(index)
+    started, admitted = [], []
+    executor = _executor_get()
+    submitted, clock = time.time(), time.monotonic()
+    for account_id, indexes in wanted.items():
+        granted = bulkhead.enter(account_id, len(indexes))
+        if granted:
+            admitted.append(account_id)
+        for index in indexes[:granted]:
+            started.append((index, executor.submit(_send_then_release, account_id, requests[index][1])))
+    try:
+        deadline = http.deadline_seconds()
+        give_up_at = clock + deadline + FAN_OUT_GRACE_SECONDS
+        for index, future in started:
+            try:
+                results[index] = future.result(timeout=max(give_up_at - time.monotonic(), 0))
+            except FuturesTimeout:  # stuck where the watchdog cannot reach, such as a DNS lookup
+                error = http.OutboundTimeout(f"no complete response within {deadline:g}s")
+                results[index] = (error, submitted, time.monotonic() - clock)
+    finally:
+        for account_id in admitted:
+            bulkhead.exit(account_id)
+    return results
+
+
+# --- Claiming and recording -----------------------------------------------------------------------
+
+
+def deliveries_claim(*, deliveries: QuerySet[Delivery], lease_id: uuid.UUID) -> list[Delivery]:
+    """Lease those of `deliveries` that nobody holds (one conditional UPDATE); returns them, with
+    their event and destination. The others are being sent by someone else right now."""
+    now = timezone.now()
+    deliveries.filter(unleased(now)).update(
+        lease_id=lease_id, lease_expires_at=now + lease_duration(), updated_at=now
+    )
+    return list(Delivery.objects.select_related("event", "destination").filter(lease_id=lease_id))
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What one send changes on its delivery, and the attempt to log (None: it was not started)."""
+
+    fields: dict[str, Any]
+    attempt: Attempt | None
+
+
+def _clean_text(text: str) -> str:
+    return text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+
+
+def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Change:
+    """The delivery's fields after this attempt. A retryable failure with `retries` and tries left
+    stays pending, due after the retry schedule's wait."""
+    outcome, started, duration = result
+    retry_after = None
+    if isinstance(outcome, http.OutboundResponse):
+        status_code = outcome.status_code
+        excerpt = outcome.body[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
+        error = "" if outcome.succeeded else f"destination answered HTTP {status_code}"
+        succeeded = outcome.succeeded
+        retry_after = outcome.retry_after
+    else:
+        status_code, excerpt, error, succeeded = None, "", str(outcome), False
+    error = _clean_text(error)
+    duration_ms = round(duration * 1000)
+    finished_at = datetime.fromtimestamp(started + duration, tz=UTC)
+    attempt_count = delivery.attempt_count + 1
+    delay = None
+    if not succeeded and retries and outcome.retryable:
+        delay = retry_delay(attempt_count=attempt_count, retry_after=retry_after)
+    if succeeded:
+        status = Delivery.Status.SUCCEEDED
+    else:
+        status = Delivery.Status.FAILED if delay is None else Delivery.Status.PENDING
+        logger.warning(
+            "delivery %s to destination %s failed (attempt %s, %s): %s",
+            delivery.delivery_id,
+            delivery.destination_id,
+            attempt_count,
+            "retrying" if delay is not None else "final",
+            error,
+        )
+    fields = {
+        "status": status,
+        "last_status_code": status_code,
+        "duration_ms": duration_ms,
+        "error": error,
+        "processed_at": finished_at,
+        "url": delivery.destination.url,
+        "http_method": delivery.destination.http_method,
+        "next_attempt_at": None if delay is None else finished_at + timedelta(seconds=delay),
+    }
+    attempt = Attempt(
+        delivery=delivery,
+        status_code=status_code,
+        response_body=_clean_text(excerpt),
+        error=error,
+        duration_ms=duration_ms,
+        started_at=datetime.fromtimestamp(started, tz=UTC),
+        finished_at=finished_at,
+    )
+    return _Change(fields=fields, attempt=attempt)
+
+
+# The lease ends with every write its holder makes.
+_RELEASED = {"lease_id": None, "lease_expires_at": None, "dispatched_at": None}
+
+
+def _not_started(now: datetime) -> _Change:
+    fields = {
+        "status": Delivery.Status.PENDING,
+        "next_attempt_at": now + NOT_STARTED_DELAY,
+        "error": NOT_STARTED,
+    }
+    return _Change(fields=fields, attempt=None)
+
+
+def deliveries_send(
+    *, deliveries: Sequence[Delivery], lease_id: uuid.UUID, payloads: Mapping[Any, Payload]
+) -> None:
+    """Attempt each delivery (all held under `lease_id`, all with their destination) once, at once;
+    log the attempts and update the deliveries, in memory too. Failures are recorded, never raised.
+
+    With a broker, a retryable failure stays pending until its next try (the dispatcher sends it
+    then). A delivery the limits did not let start stays pending, with no attempt spent.
+    """
+    if not deliveries:
+        return
+    retries = broker.configured()
+    results = _fan_out(
+        [
+            (d.event.account_id, _outbound_request(delivery=d, payload=payloads[d.event_id]))
+            for d in deliveries
+        ]
+    )
+    now = timezone.now()
+    changes = [
+        _not_started(now) if result is None else _outcome(delivery=d, result=result, retries=retries)
+        for d, result in zip(deliveries, results, strict=True)
+    ]
+    taken_over = []
+    with transaction.atomic():
+        Attempt.objects.bulk_create([c.attempt for c in changes if c.attempt is not None])
+        # One UPDATE per row: bulk_update's CASE expressions cost far more CPU at these sizes.
+        for delivery, change in zip(deliveries, changes, strict=True):
+            counted = {} if change.attempt is None else {"attempt_count": F("attempt_count") + 1}
+            mine = Delivery.objects.filter(pk=delivery.pk, lease_id=lease_id)
+            if mine.update(**change.fields, **counted, **_RELEASED, updated_at=now):
+                for name, value in change.fields.items():
+                    setattr(delivery, name, value)
+                if counted:
+                    delivery.attempt_count += 1
+            else:
+                taken_over.append(delivery)
+                if counted:  # the attempt happened: count it, and move nothing else
+                    Delivery.objects.filter(pk=delivery.pk).update(**counted, updated_at=now)
+    for delivery in taken_over:
+        logger.warning(
+            "delivery %s: lease %s ran out and was taken over before the attempt ended; "
+            "the attempt is logged, the delivery left as its new holder has it",
+            delivery.delivery_id,
+            lease_id,
+        )
+        delivery.refresh_from_db()
+
+
+def deliveries_fail_orphaned(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> None:
+    """Fail for good the held deliveries whose destination was deleted: they cannot be sent."""
+    now = timezone.now()
+    Delivery.objects.filter(pk__in=[d.pk for d in deliveries], lease_id=lease_id).update(
+        status=Delivery.Status.FAILED,
+        error="destination deleted",
+        next_attempt_at=None,
+        updated_at=now,
+        **_RELEASED,
+    )
+
+
+# A task may start this early (clock skew between machines) and still count as due.
+DUE_TOLERANCE = timedelta(seconds=2)
+
+
+def delivery_attempt_due(*, delivery_pk: int) -> None:
+    """The worker's step: attempt the delivery if it is pending, due and nobody holds it.
+
+    Does nothing otherwise (sent, failed for good, not due yet, or someone else's): a duplicate
+    or late task is harmless, and a delivery that succeeded is never sent again by a worker.
+    """
+    lease_id = uuid.uuid4()
+    due = Delivery.objects.filter(
+        pk=delivery_pk,
+        status=Delivery.Status.PENDING,
+        next_attempt_at__lte=timezone.now() + DUE_TOLERANCE,
+    )
+    claimed = deliveries_claim(deliveries=due, lease_id=lease_id)
+    orphaned = [d for d in claimed if d.destination is None]
+    deliveries_fail_orphaned(deliveries=orphaned, lease_id=lease_id)
+    sendable = [d for d in claimed if d.destination is not None]
+    deliveries_send(
+        deliveries=sendable, lease_id=lease_id, payloads=event_payloads(d.event for d in sendable)
+    )

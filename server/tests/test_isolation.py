@@ -1,0 +1,146 @@
+"""One account cannot starve another: the per-account bulkhead on outbound requests, over real sockets.
+
+Counted at the receiver, never inferred from elapsed time. The same under gunicorn, with web
+threads in play, is in test_saturation.py.
+"""
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from accounts.tests.factories import AccountFactory
+from destinations.tests.factories import DestinationFactory
+from server.models import Attempt, Delivery
+from server.services import delivery
+from server.tests.helpers import ingest
+
+NOT_STARTED = "not started: the account or this process has too many deliveries in flight; still pending"
+
+
+@pytest.fixture
+def limits(settings):
+    settings.DATAPUSHER_ACCOUNT_CONCURRENCY = 4
+    settings.DATAPUSHER_DELIVERY_CONCURRENCY = 32
+    return settings
+
+
+@pytest.fixture
+def held(receiver) -> Iterator[threading.Event]:
+    """The receiver holds requests to /slow until the event is set (set at teardown too)."""
+    release = threading.Event()
+
+    def respond(handler):
+        if handler.path.startswith("/slow"):
+            release.wait(10)
+        handler.send_response(200)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    receiver.respond = respond
+    yield release
+    release.set()
+
+
+def occupy(account_id, url: str, count: int) -> threading.Thread:
+    """`count` requests of `account_id` in flight to `url`, sent by the delivery pool as an ingest would."""
+    request = {"method": "POST", "url": url, "headers": {}, "body": b"{}"}
+    thread = threading.Thread(target=delivery._fan_out, args=([(account_id, request)] * count,), daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_in_flight(receiver, count: int) -> None:
+    for _ in range(200):
+        if receiver.in_flight >= count:
+            return
+        threading.Event().wait(0.02)
+    raise AssertionError(f"only {receiver.in_flight} requests reached the receiver")
+
+
+# --- the bulkhead itself ----------------------------------------------------------------------------
+
+
+def test_one_account_may_take_all_but_a_share_of_the_pool(limits):
+    """Alone, an account may use all but 4 of the 32 slots; a newcomer still gets those 4."""
+    bulkhead = delivery._Bulkhead()
+    assert bulkhead.enter("a", 3) == 3
+    assert bulkhead.enter("a", 30) == 25
+    assert bulkhead.enter("b", 10) == 4
+    assert bulkhead.enter("c", 1) == 0
+    bulkhead.release("b")
+    assert bulkhead.enter("c", 1) == 1
+    assert (bulkhead.in_flight("a"), bulkhead.in_flight("b"), bulkhead.in_flight()) == (28, 3, 32)
+
+
+def test_an_account_may_have_at_most_its_share_of_sends_waiting(limits):
+    """Four sends of one account waiting (each holding a thread): a fifth is not admitted, however
+    free the pool; once one ends, the next is."""
+    bulkhead = delivery._Bulkhead()
+    assert [bulkhead.enter("a", 1) for _ in range(5)] == [1, 1, 1, 1, 0]
+    bulkhead.exit("a")
+    assert bulkhead.enter("a", 1) == 1
+
+
+def test_counts_go_back_to_zero(limits):
+    """Every slot and send is given back: nothing leaks."""
+    bulkhead = delivery._Bulkhead()
+    assert bulkhead.enter("a", 20) == 20
+    for _ in range(20):
+        bulkhead.release("a")
+    bulkhead.exit("a")
+    assert (bulkhead.in_flight("a"), bulkhead.in_flight(), bulkhead._by_account) == (0, 0, {})
+
+
+# --- over real sockets ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_another_account_is_delivered_while_one_account_tries_to_take_the_pool(
+    client, receiver, held, limits
+):
+    """Account A asks for the whole pool (32 requests to a destination that does not answer) and gets
+    all but its share, 28; B's ingest to a fast destination is sent at once and succeeds, and A's
+    next request is not let through."""
+    limits.DATAPUSHER_CONNECT_TIMEOUT, limits.DATAPUSHER_READ_TIMEOUT = 0.5, 3
+    flooding, other = AccountFactory(), AccountFactory()
+    occupy(flooding.account_id, f"{receiver.url}/slow", 32)
+    wait_in_flight(receiver, 28)
+    DestinationFactory(account=other, url=f"{receiver.url}/fast")
+    answer = ingest(client, other).json()
+    assert [(d["status"], d["status_code"], d["error"]) for d in answer["deliveries"]] == [
+        ("succeeded", 200, None)
+    ]
+    occupy(flooding.account_id, f"{receiver.url}/slow", 1).join(5)
+    assert [r.path for r in receiver.requests].count("/slow") == 28
+    assert receiver.max_in_flight == 28 + 1
+
+
+@pytest.mark.django_db
+def test_deliveries_that_find_no_slot_stay_pending_with_no_attempt(
+    client, api_client, receiver, held, limits
+):
+    """An ingest of an account at its limit answers at once: its deliveries pending (not failed, no
+    attempt spent, lease released, due again shortly). Once the account's requests end, an event
+    redelivery sends them."""
+    account = AccountFactory()
+    for _ in range(4):  # four ingests waiting on a slow destination: the account's share of sends
+        occupy(account.account_id, f"{receiver.url}/slow", 1)
+    wait_in_flight(receiver, 4)
+    destinations = DestinationFactory.create_batch(2, account=account, url=f"{receiver.url}/later")
+    answer = ingest(client, account).json()
+    assert [
+        (d["destination_id"], d["status"], d["status_code"], d["error"]) for d in answer["deliveries"]
+    ] == [(d.id, "pending", None, NOT_STARTED) for d in destinations]
+    stored = list(Delivery.objects.order_by("id"))
+    assert [(d.status, d.attempt_count, d.lease_id) for d in stored] == [("pending", 0, None)] * 2
+    assert all(d.next_attempt_at > d.created_at for d in stored)
+    assert Attempt.objects.count() == 0
+    held.set()
+    for _ in range(200):
+        if delivery.bulkhead.in_flight(account.account_id) == 0:
+            break
+        threading.Event().wait(0.02)
+    sent = api_client.post(f"/api/events/{answer['event_id']}/redeliver/").json()
+    assert [(d["status"], d["attempt_count"]) for d in sent] == [("succeeded", 1)] * 2
+    assert [r.path for r in receiver.requests].count("/later") == 2

@@ -1,0 +1,114 @@
+"""One account floods slow destinations; the others do not notice. Real gunicorn processes sized as
+`make serve` sizes them, real receivers, real sockets; concurrency counted at the receiver.
+
+Runs on PostgreSQL, shared by the server processes and the test (CI runs it).
+"""
+
+import http.client
+import json
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+from rest_framework.authtoken.models import Token
+
+from accounts.tests.factories import AccountFactory
+from destinations.tests.factories import DestinationFactory
+from server.tests.conftest import wait_until
+
+# `make serve` on this 2-core machine: WEB_CONCURRENCY = cores, WEB_THREADS = 32 (see the Makefile).
+WEB_PROCESSES, WEB_THREADS = 2, 32
+SHARE, POOL = 16, 64  # DATAPUSHER_ACCOUNT_CONCURRENCY and DATAPUSHER_DELIVERY_CONCURRENCY defaults
+FLOODERS = 48
+
+
+def call(base_url: str, method: str, path: str, body: bytes | None = None, **headers: str):
+    """(status, JSON answer, seconds taken) of one request on a new connection."""
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    started = time.monotonic()
+    try:
+        conn.request(method, path, body, {"Content-Type": "application/json", **headers})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read()), time.monotonic() - started
+    finally:
+        conn.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flooding_account_starves_neither_another_account_nor_the_api(
+    postgres, gunicorn, receiver, staff_user
+):
+    """48 upstream connections push account A's events to 3 destinations that hang for the whole
+    deadline. Meanwhile account B's event to a fast destination is delivered at once, and
+    GET /api/accounts/ answers in under a second; A never has more requests in flight than its share
+    allows (16 sends per process, at most 48 requests each)."""
+    release = threading.Event()
+    slow_in_flight = [0, 0]  # now, most
+    lock = threading.Lock()
+
+    def respond(handler):
+        if handler.path.startswith("/slow"):
+            with lock:
+                slow_in_flight[0] += 1
+                slow_in_flight[1] = max(slow_in_flight)
+            try:
+                release.wait(6)
+            finally:
+                with lock:
+                    slow_in_flight[0] -= 1
+        handler.send_response(200)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    receiver.respond = respond
+    flooding, other = AccountFactory(), AccountFactory()
+    for i in range(3):
+        DestinationFactory(account=flooding, url=f"{receiver.url}/slow/{i}")
+    DestinationFactory(account=other, url=f"{receiver.url}/fast")
+    api_token = Token.objects.create(user=staff_user).key
+    database_url = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**postgres)
+    server = gunicorn(
+        database_url=database_url,
+        workers=WEB_PROCESSES,
+        threads=WEB_THREADS,
+        DATAPUSHER_CONNECT_TIMEOUT="1",
+        DATAPUSHER_READ_TIMEOUT="4",
+    )
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            try:
+                call(
+                    server.url,
+                    "POST",
+                    "/server/incoming_data",
+                    b"{}",
+                    **{"CL-X-TOKEN": flooding.app_secret_token},
+                )
+            except (OSError, ValueError):  # a refused or cut connection: keep flooding
+                continue
+
+    flooders = [threading.Thread(target=flood, daemon=True) for _ in range(FLOODERS)]
+    for thread in flooders:
+        thread.start()
+    try:
+        wait_until(
+            lambda: slow_in_flight[0] >= 2 * 3 * 8, 20, f"the flood did not build up: {slow_in_flight}"
+        )
+        status, answer, took = call(
+            server.url, "POST", "/server/incoming_data", b'{"b": 2}', **{"CL-X-TOKEN": other.app_secret_token}
+        )
+        assert (status, [d["status"] for d in answer["deliveries"]]) == (200, ["succeeded"])
+        assert took < 5  # within its deadline (connect 1 s + read 4 s)
+        status, _, took = call(server.url, "GET", "/api/accounts/", Authorization=f"Token {api_token}")
+        assert (status, took < 1) == (200, True)
+    finally:
+        stop.set()
+        release.set()
+        for thread in flooders:
+            thread.join(30)
+    assert slow_in_flight[1] <= WEB_PROCESSES * SHARE * 3
+    assert [r.path for r in receiver.requests].count("/fast") == 1
