@@ -1,23 +1,25 @@
-"""Fixtures for the integration suite: a real broker, a real Celery worker process, a real gunicorn."""
+"""Fixtures for the integration suites: a real broker, real worker, dispatcher and gunicorn processes."""
 
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import kombu.pools
 import pytest
 import responses
-from celery import Celery
 from django.db import connection
 
 from datapusher.celery import app as celery_app
+from server import broker
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_BROKER_URL = os.environ.get("DATAPUSHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -85,58 +87,41 @@ def broker_url(request) -> str:
 
 @pytest.fixture
 def queue_mode(settings, monkeypatch, postgres, broker_url):
-    """This process ingests in queue mode and publishes to the test broker.
-
-    The project's app was configured (with no broker) when Django started, so messages go out
-    through an app bound to the test broker; the worker process uses the real configuration.
-    """
+    """This process ingests in queue mode and publishes to the test broker, through a broker link of
+    its own (so a link left resting by one test cannot hold the next back)."""
     settings.DATAPUSHER_DELIVERY_MODE = "queue"
     settings.CELERY_BROKER_URL = broker_url
-    publisher = Celery("datapusher", broker=broker_url, set_as_current=False)
-    publisher.conf.broker_transport_options = celery_app.conf.broker_transport_options
-    monkeypatch.setattr(celery_app, "send_task", publisher.send_task)
-    yield broker_url
-    kombu.pools.reset()  # kombu keeps producer pools per connection, process-wide
+    monkeypatch.setattr(broker, "_link", broker._Link())
+    return broker_url
 
 
-class Worker:
-    """`celery worker` in its own process group, against the test database and broker."""
+class Service:
+    """A process of ours (a worker, the dispatcher, gunicorn) in its own process group, its output in
+    a log file; started once `ready(log text)` says so."""
 
-    def __init__(self, env: dict[str, str], log: Path):
-        self.env, self.log, self.process = env, log, None
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path, ready: Callable[[str], bool]):
+        self.argv, self.env, self.log, self.ready, self.process = argv, env, log, ready, None
 
-    def start(self) -> "Worker":
-        self.log.write_text("")
-        self.process = subprocess.Popen(  # noqa: S603 (our own command line)
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "datapusher",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "4",
-                "--loglevel",
-                "INFO",
-                "--without-mingle",
-                "--without-gossip",
-                "--hostname",
-                f"test-{uuid.uuid4().hex[:8]}@%h",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log.open("a"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    def start(self) -> "Service":
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(  # noqa: S603 (our own command line)
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(
+            lambda: self.process.poll() is not None or self.ready(self.log.read_text()),
+            30,
+            f"{self.argv[2]} did not start:\n{self.output()}",
         )
-        wait_until(lambda: " ready." in self.log.read_text(), 30, f"worker did not start:\n{self.output()}")
+        assert self.process.poll() is None, f"{self.argv[2]} exited:\n{self.output()}"
         return self
 
     def kill(self) -> None:
-        """SIGKILL the whole worker at once, as a crash or an OOM kill would."""
+        """SIGKILL the whole process group at once, as a crash or an OOM kill would."""
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
@@ -153,32 +138,76 @@ class Worker:
 
 
 @pytest.fixture
-def worker(queue_mode, postgres, tmp_path):
-    """A factory of worker processes (stopped at the end); retries after 1 s, a 1 + 4 s deadline."""
-    database_url = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**postgres)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "datapusher.settings",
-        "SECRET_KEY": "integration-suite-worker",
-        "DATAPUSHER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": queue_mode,
-        "DATAPUSHER_RETRY_SCHEDULE": "1,1,1",
-        "DATAPUSHER_RETRY_JITTER": "0",
-        "DATAPUSHER_CONNECT_TIMEOUT": "1",
-        "DATAPUSHER_READ_TIMEOUT": "4",
-        "CONN_MAX_AGE": "0",
-    }
-    workers: list[Worker] = []
+def services(tmp_path) -> Iterator[Callable[..., Service]]:
+    """A factory of Services, all stopped at the end of the test."""
+    started: list[Service] = []
 
-    def start() -> Worker:
-        started = Worker(env, tmp_path / f"worker-{len(workers)}.log").start()
-        workers.append(started)
-        return started
+    def start(argv: list[str], env: dict[str, str], ready: Callable[[str], bool]) -> Service:
+        service = Service(argv, env, tmp_path / f"{len(started)}-{argv[2]}.log", ready)
+        started.append(service)
+        return service.start()
 
     yield start
-    for running in workers:
-        running.stop()
+    for service in started:
+        service.stop()
+
+
+def production_env(*, database_url: str, **overrides: str) -> dict[str, str]:
+    """The environment of a process on the production settings, delivering to loopback receivers."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "datapusher.settings",
+        "SECRET_KEY": "integration-suite",
+        "DEBUG": "false",
+        "DATABASE_URL": database_url,
+        "DATAPUSHER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        **overrides,
+    }
+
+
+# Short waits for the queue suite: retries after 1 s, a 1 + 4 s deadline, a dispatcher every 0.2 s.
+FAST = {
+    "DATAPUSHER_RETRY_SCHEDULE": "1,1,1",
+    "DATAPUSHER_RETRY_JITTER": "0",
+    "DATAPUSHER_CONNECT_TIMEOUT": "1",
+    "DATAPUSHER_READ_TIMEOUT": "4",
+    "DATAPUSHER_DISPATCH_INTERVAL": "0.2",
+    "CONN_MAX_AGE": "0",
+}
+
+
+def queue_env(
+    queue_mode: str, postgres: dict, *, defaults: bool, overrides: dict[str, str]
+) -> dict[str, str]:
+    database_url = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**postgres)
+    settings = {"CELERY_BROKER_URL": queue_mode, **({} if defaults else FAST), **overrides}
+    return production_env(database_url=database_url, **settings)
+
+
+@pytest.fixture
+def worker(queue_mode, postgres, services) -> Callable[..., Service]:
+    """A factory of `celery worker` processes (4 threads) on the test database and broker: with the
+    FAST settings, or every setting at its production default with defaults=True."""
+
+    def start(*, defaults: bool = False, **overrides: str) -> Service:
+        argv = [sys.executable, "-m", "celery", "-A", "datapusher", "worker", "--pool", "threads"]
+        argv += ["--concurrency", "4", "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+        argv += ["--hostname", f"test-{uuid.uuid4().hex[:8]}@%h"]
+        env = queue_env(queue_mode, postgres, defaults=defaults, overrides=overrides)
+        return services(argv, env, lambda log: " ready." in log)
+
+    return start
+
+
+@pytest.fixture
+def dispatcher(queue_mode, postgres, services) -> Callable[..., Service]:
+    """A factory of `manage.py dispatch` processes, configured as `worker` configures workers."""
+
+    def start(*, defaults: bool = False, **overrides: str) -> Service:
+        env = queue_env(queue_mode, postgres, defaults=defaults, overrides=overrides)
+        return services([sys.executable, "manage.py", "dispatch"], env, lambda log: "Dispatching" in log)
+
+    return start
 
 
 @pytest.fixture
@@ -188,74 +217,11 @@ def mocked():
         yield rsps
 
 
-class WebServer:
-    """`gunicorn datapusher.wsgi` in its own process group, on a free loopback port."""
-
-    def __init__(self, env: dict[str, str], log: Path):
-        self.env, self.log, self.process, self.url = env, log, None, ""
-
-    def start(self) -> "WebServer":
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "datapusher.wsgi",
-                    "--bind",
-                    "127.0.0.1:0",
-                    "--worker-class",
-                    "gthread",
-                    "--threads",
-                    "4",
-                    "--timeout",
-                    "60",
-                    "--graceful-timeout",
-                    "5",
-                    "--no-control-socket",
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_until(
-            lambda: self.process.poll() is not None or "Booting worker" in self.log.read_text(),
-            30,
-            f"gunicorn did not start within 30 s; its log: {self.log}",
-        )
-        listening = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", self.log.read_text())
-        assert self.process.poll() is None and listening, f"gunicorn did not start:\n{self.output()}"
-        self.url = listening[1]
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-
-    def output(self) -> str:
-        return self.log.read_text()[-4000:]
-
-
 def web_env(*, database_url: str, **overrides: str) -> dict[str, str]:
-    """The environment of a production-settings process on `database_url`, delivering inline."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "datapusher.settings",
-        "SECRET_KEY": "test-suite-web-server",
-        "DEBUG": "false",
-        "DATABASE_URL": database_url,
-        "DATAPUSHER_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "DATAPUSHER_DELIVERY_MODE": "sync",
-        "CELERY_BROKER_URL": "",
-        **overrides,
-    }
+    """The environment of a web process on the production settings, delivering inline."""
+    return production_env(
+        database_url=database_url, DATAPUSHER_DELIVERY_MODE="sync", CELERY_BROKER_URL="", **overrides
+    )
 
 
 def manage(*args: str, env: dict[str, str]) -> str:
@@ -273,21 +239,93 @@ def manage(*args: str, env: dict[str, str]) -> str:
     return finished.stdout
 
 
+@dataclass
+class WebServer:
+    service: Service
+
+    @property
+    def url(self) -> str:
+        return re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", self.service.log.read_text())[1]
+
+
 @pytest.fixture
-def gunicorn(tmp_path) -> Iterator[Callable[..., WebServer]]:
-    """A factory of gunicorn processes (stopped at the end): start(database_url=..., **settings from
-    the environment) -> WebServer, on the production settings."""
-    servers: list[WebServer] = []
+def gunicorn(services) -> Callable[..., WebServer]:
+    """A factory of gunicorn processes as `make serve` runs them (gthread), on a free port:
+    start(database_url=..., workers=1, threads=4, **settings from the environment) -> WebServer."""
 
-    def start(*, database_url: str, **overrides: str) -> WebServer:
-        env = web_env(database_url=database_url, **overrides)
-        started = WebServer(env, tmp_path / f"gunicorn-{len(servers)}.log")
-        servers.append(started)
-        return started.start()
+    def start(*, database_url: str, workers: int = 1, threads: int = 4, **overrides: str) -> WebServer:
+        argv = [sys.executable, "-m", "gunicorn", "datapusher.wsgi", "--bind", "127.0.0.1:0"]
+        argv += ["--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads)]
+        argv += ["--timeout", "60", "--graceful-timeout", "5", "--no-control-socket"]
+        booted = "Booting worker with pid"
+        return WebServer(
+            services(
+                argv,
+                web_env(database_url=database_url, **overrides),
+                lambda log: log.count(booted) >= workers,
+            )
+        )
 
-    yield start
-    for running in servers:
-        running.stop()
+    return start
+
+
+class SilentBroker:
+    """A TCP proxy in front of the test Redis that can go silent: paused, it accepts connections and
+    never answers (as a paused or wedged broker does); resumed, it forwards again, dropping the
+    connections that saw the silence."""
+
+    def __init__(self, target: str):
+        parts = urlsplit(target)
+        self.target = (parts.hostname, parts.port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}{parts.path}"
+        self.open = threading.Event()
+        self.open.set()
+        self.generation = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def pause(self) -> None:
+        self.open.clear()
+        self.generation += 1
+
+    def resume(self) -> None:
+        self.generation += 1
+        self.open.set()
+
+    def close(self) -> None:
+        self.resume()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink, self.generation), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, generation: int) -> None:
+        try:
+            while data := source.recv(65536):
+                self.open.wait()
+                if generation != self.generation:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                end.close()
+
+
+@pytest.fixture
+def silent_broker(queue_mode) -> Iterator[SilentBroker]:
+    """A SilentBroker in front of the test Redis (running, not paused)."""
+    proxy = SilentBroker(queue_mode)
+    yield proxy
+    proxy.close()
 
 
 @dataclass

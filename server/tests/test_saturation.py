@@ -4,11 +4,8 @@
 Runs on PostgreSQL, shared by the server processes and the test (CI runs it).
 """
 
-import http.client
-import json
 import threading
 import time
-from urllib.parse import urlsplit
 
 import pytest
 from rest_framework.authtoken.models import Token
@@ -16,6 +13,7 @@ from rest_framework.authtoken.models import Token
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
 from server.tests.conftest import wait_until
+from server.tests.helpers import INGEST_URL, http_call
 
 # `make serve` on this 2-core machine: WEB_CONCURRENCY = cores, WEB_THREADS = 32 (see the Makefile).
 WEB_PROCESSES, WEB_THREADS = 2, 32
@@ -23,17 +21,12 @@ SHARE, POOL = 16, 64  # DATAPUSHER_ACCOUNT_CONCURRENCY and DATAPUSHER_DELIVERY_C
 FLOODERS = 48
 
 
-def call(base_url: str, method: str, path: str, body: bytes | None = None, **headers: str):
-    """(status, JSON answer, seconds taken) of one request on a new connection."""
-    parts = urlsplit(base_url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+def timed(base_url: str, method: str, path: str, body: bytes | None = None, **headers: str):
+    """(answer, seconds taken) of one request on a new connection."""
     started = time.monotonic()
-    try:
-        conn.request(method, path, body, {"Content-Type": "application/json", **headers})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read()), time.monotonic() - started
-    finally:
-        conn.close()
+    headers = {"Content-Type": "application/json", **headers}
+    answer = http_call(base_url, method, path, headers=headers, body=body)
+    return answer, time.monotonic() - started
 
 
 @pytest.mark.django_db(transaction=True)
@@ -81,13 +74,7 @@ def test_a_flooding_account_starves_neither_another_account_nor_the_api(
     def flood():
         while not stop.is_set():
             try:
-                call(
-                    server.url,
-                    "POST",
-                    "/server/incoming_data",
-                    b"{}",
-                    **{"CL-X-TOKEN": flooding.app_secret_token},
-                )
+                timed(server.url, "POST", INGEST_URL, b"{}", **{"CL-X-TOKEN": flooding.app_secret_token})
             except (OSError, ValueError):  # a refused or cut connection: keep flooding
                 continue
 
@@ -98,13 +85,13 @@ def test_a_flooding_account_starves_neither_another_account_nor_the_api(
         wait_until(
             lambda: slow_in_flight[0] >= 2 * 3 * 8, 20, f"the flood did not build up: {slow_in_flight}"
         )
-        status, answer, took = call(
-            server.url, "POST", "/server/incoming_data", b'{"b": 2}', **{"CL-X-TOKEN": other.app_secret_token}
+        answer, took = timed(
+            server.url, "POST", INGEST_URL, b'{"b": 2}', **{"CL-X-TOKEN": other.app_secret_token}
         )
-        assert (status, [d["status"] for d in answer["deliveries"]]) == (200, ["succeeded"])
+        assert (answer.status, [d["status"] for d in answer.json["deliveries"]]) == (200, ["succeeded"])
         assert took < 5  # within its deadline (connect 1 s + read 4 s)
-        status, _, took = call(server.url, "GET", "/api/accounts/", Authorization=f"Token {api_token}")
-        assert (status, took < 1) == (200, True)
+        answer, took = timed(server.url, "GET", "/api/accounts/", Authorization=f"Token {api_token}")
+        assert (answer.status, took < 1) == (200, True)
     finally:
         stop.set()
         release.set()

@@ -22,7 +22,10 @@ class Command(BaseCommand):
         stopping = []
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.append(True))
-        batch = settings.DATAPUSHER_DISPATCH_BATCH
+        batch, interval = settings.DATAPUSHER_DISPATCH_BATCH, settings.DATAPUSHER_DISPATCH_INTERVAL
+        if not once:
+            self.stdout.write(f"Dispatching due deliveries every {interval:g}s, {batch} at a time.")
+            self.stdout.flush()
         while True:
             try:
                 published = deliveries_dispatch(limit=batch)
@@ -36,4 +39,4 @@ class Command(BaseCommand):
             if stopping:
                 return
             if published < batch:  # caught up: wait for more to fall due
-                time.sleep(settings.DATAPUSHER_DISPATCH_INTERVAL)
+                time.sleep(interval)
