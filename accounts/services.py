@@ -34,13 +34,12 @@ def account_create(*, email: str, account_name: str, website: str = "") -> Accou
 
 def account_update(*, account: Account, data: Mapping[str, Any]) -> Account:
     """Update the editable fields present in `data`. Raises ValidationError if the email is taken."""
-    changed = model_update(instance=account, fields=ACCOUNT_EDITABLE_FIELDS, data=data)
-    if not changed:
-        return account
-    # Only the changed fields: a token rotated meanwhile must not be written back with the old value.
-    _account_save(account=account, update_fields=[*changed, "updated_at"])
-    account.refresh_from_db()  # and the answer shows what the row holds now, rotated token included
-    return account
+    return model_update(
+        instance=account,
+        fields=ACCOUNT_EDITABLE_FIELDS,
+        data=data,
+        save=lambda update_fields: _account_save(account=account, update_fields=update_fields),
+    )
 
 
 def account_rotate_token(*, account: Account) -> Account:

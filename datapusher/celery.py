@@ -1,4 +1,4 @@
-"""The Celery app: queued delivery, background retries and the sweeper (server/tasks.py)."""
+"""The Celery app: the workers that send queued deliveries (server/tasks.py)."""
 
 import os
 

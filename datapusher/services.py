@@ -1,13 +1,18 @@
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.db import models
 
 
-def model_update(*, instance: models.Model, fields: Iterable[str], data: Mapping[str, Any]) -> list[str]:
-    """Set those of `fields` present in `data` on `instance` (not saved). Serves PUT and PATCH.
+def model_update[M: models.Model](
+    *, instance: M, fields: Iterable[str], data: Mapping[str, Any], save: Callable[[list[str]], object]
+) -> M:
+    """Set those of `fields` present in `data` on `instance` and, if any value changed, call
+    `save(update_fields)` with only those fields and `updated_at`; serves PUT and PATCH.
 
-    Returns the names of the fields whose value changed, for `save(update_fields=...)`.
+    Only the changed fields are written, so a concurrent write of another field (a token or secret
+    rotated meanwhile) is never undone; the instance is then read back, so the caller answers with
+    the row as stored. Returns the instance.
     """
     changed = []
     for name in fields:
@@ -18,4 +23,7 @@ def model_update(*, instance: models.Model, fields: Iterable[str], data: Mapping
         setattr(instance, name, data[name])
         if field.value_from_object(instance) != before:
             changed.append(name)
-    return changed
+    if changed:
+        save([*changed, "updated_at"])
+        instance.refresh_from_db()
+    return instance

@@ -25,13 +25,12 @@ def destination_create(
 
 def destination_update(*, destination: Destination, data: Mapping[str, Any]) -> Destination:
     """Update the editable fields present in `data`. Raises ValidationError on an invalid field."""
-    changed = model_update(instance=destination, fields=DESTINATION_EDITABLE_FIELDS, data=data)
-    if not changed:
-        return destination
-    # Only the changed fields: a secret rotated meanwhile must not be written back with the old value.
-    _destination_save(destination=destination, update_fields=[*changed, "updated_at"])
-    destination.refresh_from_db()  # and the answer shows what the row holds now, new secret included
-    return destination
+    return model_update(
+        instance=destination,
+        fields=DESTINATION_EDITABLE_FIELDS,
+        data=data,
+        save=lambda update_fields: _destination_save(destination=destination, update_fields=update_fields),
+    )
 
 
 def destination_delete(*, destination: Destination) -> None:

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 
 from server.models import Attempt, Delivery, Event
+from server.services.ingest import queue_mode
 from server.services.log import deliveries_redeliver
 
 
@@ -64,5 +65,10 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Redeliver the selected deliveries now")
     def redeliver(self, request, queryset):
+        selected = queryset.count()
         sent = deliveries_redeliver(deliveries=queryset)
-        self.message_user(request, f"Sent {len(sent)} deliveries again.", messages.SUCCESS)
+        verb = "Queued" if queue_mode() else "Sent"
+        message = f"{verb} {len(sent)} of {selected} selected deliveries again."
+        if len(sent) < selected:
+            message += f" {selected - len(sent)} skipped: being sent right now, or destination deleted."
+        self.message_user(request, message, messages.SUCCESS if sent else messages.WARNING)

@@ -2,11 +2,13 @@
 
 import http.client
 import json
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.db import connection
 from django.utils import timezone
 
 from destinations.tests.factories import DestinationFactory
@@ -67,3 +69,24 @@ def http_call(
         return HttpAnswer(response.status, response.headers, json.loads(response.read()))
     finally:
         connection.close()
+
+
+def at_once(call: Callable[[], Any], times: int = 2) -> list[Any]:
+    """Run `call` in `times` threads released at the same instant, each on its own database
+    connection; returns their results (in the order they finished)."""
+    barrier = threading.Barrier(times)
+    results = []
+
+    def run():
+        try:
+            barrier.wait()
+            results.append(call())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results

@@ -5,7 +5,6 @@ test_queue_integration.py.
 """
 
 import io
-import threading
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from django.utils import timezone
 
 from server.models import Delivery
 from server.services.dispatch import deliveries_dispatch
-from server.tests.helpers import pending_delivery
+from server.tests.helpers import at_once, pending_delivery
 
 pytestmark = pytest.mark.django_db
 SOMEONE = "6f1c2a7e-0000-4000-8000-000000000001"
@@ -135,20 +134,6 @@ def test_two_dispatchers_at_once_publish_each_delivery_once(broker):
         )
         for _ in range(299)
     )
-    barrier = threading.Barrier(2)
-    counts = []
-
-    def dispatcher():
-        try:
-            barrier.wait()
-            counts.append(deliveries_dispatch(limit=500))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=dispatcher) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    counts = at_once(lambda: deliveries_dispatch(limit=500))
     assert sum(counts) == 300
     assert sorted(broker) == sorted(Delivery.objects.values_list("pk", flat=True))

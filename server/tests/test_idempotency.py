@@ -1,6 +1,5 @@
 """CL-X-EVENT-ID: the same event id for an account is delivered once, even under concurrency."""
 
-import threading
 import time
 
 import pytest
@@ -10,7 +9,7 @@ from django.test import Client
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery, Event
-from server.tests.helpers import ingest
+from server.tests.helpers import at_once, ingest
 
 
 @pytest.mark.django_db
@@ -86,21 +85,7 @@ def test_two_identical_requests_at_the_same_instant_deliver_once(receiver):
     receiver.respond = lambda handler: (time.sleep(0.3), handler.send_response(200), handler.end_headers())
     account = AccountFactory()
     DestinationFactory(account=account, url=receiver.url)
-    barrier = threading.Barrier(2)
-    answers = []
-
-    def post():
-        try:
-            barrier.wait()
-            answers.append(ingest(Client(), account, event_id="same-instant").json())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=post) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    answers = at_once(lambda: ingest(Client(), account, event_id="same-instant").json())
     assert len(receiver.requests) == 1
     assert sorted(a["duplicate"] for a in answers) == [False, True]
     assert answers[0]["event_id"] == answers[1]["event_id"]

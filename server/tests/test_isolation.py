@@ -8,10 +8,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
-from server.models import Attempt, Delivery
+from server.models import Attempt, Delivery, Event
 from server.services import delivery
 from server.tests.helpers import ingest
 
@@ -144,3 +145,32 @@ def test_deliveries_that_find_no_slot_stay_pending_with_no_attempt(
     sent = api_client.post(f"/api/events/{answer['event_id']}/redeliver/").json()
     assert [(d["status"], d["attempt_count"]) for d in sent] == [("succeeded", 1)] * 2
     assert [r.path for r in receiver.requests].count("/later") == 2
+
+
+@pytest.mark.django_db
+def test_a_workers_task_for_an_account_at_its_limit_is_put_back_without_an_attempt(receiver, held, limits):
+    """In a worker process too: with the account's four sends waiting, its next task neither sends
+    nor spends an attempt; the delivery is released, due a second later, for the dispatcher."""
+    account = AccountFactory()
+    for _ in range(4):
+        occupy(account.account_id, f"{receiver.url}/slow", 1)
+    wait_in_flight(receiver, 4)
+    destination = DestinationFactory(account=account, url=f"{receiver.url}/later")
+    event = Event.objects.create(account=account, body="{}")
+    waiting = Delivery.objects.create(
+        event=event,
+        destination=destination,
+        url=destination.url,
+        http_method="POST",
+        next_attempt_at=timezone.now(),
+    )
+    delivery.delivery_attempt_due(delivery_pk=waiting.pk)
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.attempt_count, waiting.lease_id, waiting.dispatched_at) == (
+        "pending",
+        0,
+        None,
+        None,
+    )
+    assert waiting.next_attempt_at > timezone.now()
+    assert [r.path for r in receiver.requests].count("/later") == 0

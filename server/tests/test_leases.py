@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.tests.factories import AccountFactory
+from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery
 from server.services.delivery import deliveries_claim, deliveries_send, event_payloads
-from server.tests.helpers import pending_delivery
+from server.tests.helpers import ingest, pending_delivery
 
 pytestmark = pytest.mark.django_db
 URL = "https://h.example.com/"
@@ -20,6 +22,11 @@ URL = "https://h.example.com/"
 def claim(delivery: Delivery) -> tuple[uuid.UUID, list[Delivery]]:
     lease_id = uuid.uuid4()
     return lease_id, deliveries_claim(deliveries=Delivery.objects.filter(pk=delivery.pk), lease_id=lease_id)
+
+
+def expire(delivery: Delivery) -> None:
+    """Its holder's lease runs out (the holder died, or stalled past it)."""
+    Delivery.objects.filter(pk=delivery.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 
 
 def send(lease_id: uuid.UUID, claimed: list[Delivery]) -> None:
@@ -38,7 +45,7 @@ def test_an_expired_lease_can_be_taken_over():
     """A lease past its expiry (its holder died or stalled) no longer protects the delivery."""
     delivery = pending_delivery()
     claim(delivery)
-    Delivery.objects.filter(pk=delivery.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    expire(delivery)
     lease_id, taken = claim(delivery)
     assert [d.lease_id for d in taken] == [lease_id]
 
@@ -50,7 +57,7 @@ def test_a_stale_senders_failure_never_moves_a_succeeded_delivery_back(mocked, s
     settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"  # a 503 would be retried
     delivery = pending_delivery()
     worker_lease, worker_claimed = claim(delivery)
-    Delivery.objects.filter(pk=delivery.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    expire(delivery)
     retry_lease, retry_claimed = claim(delivery)
     mocked.post(URL, status=200)
     send(retry_lease, retry_claimed)
@@ -72,7 +79,7 @@ def test_a_stale_sender_cannot_release_the_new_holders_lease(mocked):
     """The stale sender's write does not clear the lease the new holder still has."""
     delivery = pending_delivery()
     worker_lease, worker_claimed = claim(delivery)
-    Delivery.objects.filter(pk=delivery.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    expire(delivery)
     retry_lease, _ = claim(delivery)
     mocked.post(URL, status=500)
     send(worker_lease, worker_claimed)
@@ -113,3 +120,15 @@ def test_redeliver_skips_deliveries_being_sent_and_takes_stranded_pending_ones(a
     ]
     busy.refresh_from_db()
     assert (busy.status, busy.attempt_count) == ("pending", 0)
+
+
+def test_leasing_adds_no_statement_to_the_sync_ingest(client, mocked, django_assert_max_num_queries):
+    """The ingest's deliveries are stored already leased, and their outcomes written under the lease:
+    an ingest to 3 destinations stays at 13 statements, as before leases."""
+    account = AccountFactory()
+    for i in range(3):
+        DestinationFactory(account=account, url=f"https://h{i}.example.com/")
+        mocked.post(f"https://h{i}.example.com/", status=200)
+    with django_assert_max_num_queries(13):
+        response = ingest(client, account)
+    assert [d["status"] for d in response.json()["deliveries"]] == ["succeeded"] * 3

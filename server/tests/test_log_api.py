@@ -254,9 +254,69 @@ def test_admin_lists_and_redelivers(admin_client, pushed, mocked):
     page = admin_client.get(f"/admin/server/delivery/{delivery.id}/change/")
     assert page.status_code == 200 and "boom" in page.content.decode()
     mocked.post("https://bad.example.com/", status=200)
+    ok = Delivery.objects.get(destination=pushed["ok"])
+    ok.destination.delete()
     response = admin_client.post(
-        "/admin/server/delivery/", {"action": "redeliver", "_selected_action": [delivery.id]}, follow=True
+        "/admin/server/delivery/",
+        {"action": "redeliver", "_selected_action": [delivery.id, ok.id]},
+        follow=True,
     )
     assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == [
+        "Sent 1 of 2 selected deliveries again. 1 skipped: being sent right now, or destination deleted."
+    ]
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempt_count) == ("succeeded", 2)
+
+
+def test_schema_documents_redeliver_and_retry_as_they_answer(api_client):
+    """The OpenAPI schema: redeliver is a plain array (no pagination) with only `all` as a query
+    parameter, and both actions document 200 (sync), 202 (queue) and retry's 409."""
+    schema = api_client.get("/api/schema/", {"format": "json"}).json()
+    redeliver = schema["paths"]["/api/events/{event_id}/redeliver/"]["post"]
+    retry = schema["paths"]["/api/deliveries/{delivery_id}/retry/"]["post"]
+    assert [(p["name"], p["in"]) for p in redeliver["parameters"]] == [("all", "query"), ("event_id", "path")]
+    array = {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}}
+    assert {
+        code: r["content"]["application/json"]["schema"] for code, r in redeliver["responses"].items()
+    } == {
+        "200": array,
+        "202": array,
+    }
+    assert [(p["name"], p["in"]) for p in retry["parameters"]] == [("delivery_id", "path")]
+    assert sorted(retry["responses"]) == ["200", "202", "409"]
+
+
+@pytest.fixture
+def queue_mode(settings, published):
+    settings.DATAPUSHER_DELIVERY_MODE = "queue"
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
+    return published
+
+
+def test_queue_mode_retry_is_202_and_leaves_the_sending_to_the_workers(
+    api_client, pushed, queue_mode, mocked
+):
+    """Queue mode: POST /retry/ answers 202 with the delivery pending and due now, published for
+    the workers; nothing is sent in the request."""
+    delivery_id = pushed["answer"]["deliveries"][1]["delivery_id"]
+    response = api_client.post(f"/api/deliveries/{delivery_id}/retry/")
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["delivery_id"], body["status"], body["attempt_count"]) == (delivery_id, "pending", 1)
+    stored = Delivery.objects.get(delivery_id=delivery_id)
+    assert queue_mode == [stored.pk]
+    assert (stored.lease_id, stored.dispatched_at is not None) == (None, True)
+    assert stored.next_attempt_at <= timezone.now()
+    assert len(mocked.calls) == 2  # only the ingest's
+
+
+def test_queue_mode_redeliver_is_202_with_the_deliveries_pending(api_client, pushed, queue_mode):
+    """Queue mode: POST /redeliver/?all=true answers 202 with every delivery pending, published."""
+    response = api_client.post(f"/api/events/{pushed['answer']['event_id']}/redeliver/?all=true")
+    assert response.status_code == 202
+    assert [(d["destination_id"], d["status"]) for d in response.json()] == [
+        (pushed["ok"].id, "pending"),
+        (pushed["bad"].id, "pending"),
+    ]
+    assert sorted(queue_mode) == sorted(Delivery.objects.values_list("pk", flat=True))

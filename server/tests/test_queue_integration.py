@@ -33,6 +33,23 @@ def answer(handler, status: int) -> None:
     handler.end_headers()
 
 
+def stall_first_request(receiver) -> tuple[threading.Event, threading.Event]:
+    """The receiver holds its first request until `release` is set, then answers it 503; it answers
+    every later request 200 at once. Returns (first request arrived, release)."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def respond(handler):
+        if not arrived.is_set():
+            arrived.set()
+            release.wait(30)
+            answer(handler, 503)
+        else:
+            answer(handler, 200)
+
+    receiver.respond = respond
+    return arrived, release
+
+
 @pytest.mark.parametrize("broker_url", ["redis", "rabbitmq"], indirect=True)
 def test_queued_delivery_succeeds(client, worker, receiver):
     """202 with pending deliveries at once; the worker delivers, signed, and logs success."""
@@ -165,18 +182,7 @@ def test_retry_taking_over_a_stalled_worker_is_never_undone(client, api_client, 
     """A worker's request stalls past its lease; a manual retry takes the delivery over (202), another
     worker thread sends it and it succeeds; then the stalled request gets its 503. That late answer
     is logged and counted, but the delivery stays succeeded and is never sent again."""
-    stalled = threading.Event()
-    release = threading.Event()
-
-    def respond(handler):
-        if not stalled.is_set():
-            stalled.set()
-            release.wait(30)
-            answer(handler, 503)
-        else:
-            answer(handler, 200)
-
-    receiver.respond = respond
+    stalled, release = stall_first_request(receiver)
     worker()
     dispatcher()
     account = AccountFactory()
@@ -206,18 +212,7 @@ def test_a_retry_while_a_worker_sends_is_refused_and_the_delivery_ends_succeeded
 ):
     """POST /retry/ while a worker holds the delivery: 409; the worker's 503 schedules the next
     attempt, which succeeds; the counts agree with the log and nothing is sent after the success."""
-    first = threading.Event()
-    release = threading.Event()
-
-    def respond(handler):
-        if not first.is_set():
-            first.set()
-            release.wait(30)
-            answer(handler, 503)
-        else:
-            answer(handler, 200)
-
-    receiver.respond = respond
+    first, release = stall_first_request(receiver)
     worker()
     dispatcher()
     account = AccountFactory()
