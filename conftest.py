@@ -105,10 +105,10 @@ def published(monkeypatch) -> list[int]:
     sent: list[int] = []
     lock = threading.Lock()
 
-    def publish(*, delivery_pks) -> bool:
+    def publish(*, delivery_pks) -> int:
         with lock:
             sent.extend(delivery_pks)
-        return True
+        return len(delivery_pks)
 
     monkeypatch.setattr("server.broker.publish", publish)
     monkeypatch.setattr("server.broker.queue_depth", lambda: 0)

@@ -191,12 +191,9 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2.0  # seconds for a worker to connect to the
 # process leaves the broker alone for the backoff; the dispatcher publishes what was not.
 DATAPUSHER_PUBLISH_TIMEOUT = env.float("DATAPUSHER_PUBLISH_TIMEOUT", default=1.0)
 DATAPUSHER_PUBLISH_BACKOFF = env.float("DATAPUSHER_PUBLISH_BACKOFF", default=5.0)
-# The dispatcher (`make dispatcher`) publishes due pending deliveries every interval, in batches. A
-# delivery handed to the broker and not taken by a worker is handed over again after 5 s once the
-# broker's queue is empty (the broker lost it), and after DATAPUSHER_REDISPATCH_AFTER in any case.
+# The dispatcher (`make dispatcher`) publishes due pending deliveries every interval, in batches.
 DATAPUSHER_DISPATCH_INTERVAL = env.float("DATAPUSHER_DISPATCH_INTERVAL", default=1.0)
 DATAPUSHER_DISPATCH_BATCH = env.int("DATAPUSHER_DISPATCH_BATCH", default=500)
-DATAPUSHER_REDISPATCH_AFTER = env.float("DATAPUSHER_REDISPATCH_AFTER", default=300)
 
 # A shared cache across processes when REDIS_URL is set; per-process memory otherwise.
 REDIS_URL = env.str("REDIS_URL", default="")

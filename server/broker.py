@@ -25,6 +25,9 @@ from kombu import Connection
 from datapusher.celery import app as celery_app
 
 DELIVER_TASK = "server.tasks.deliver"
+# Messages published in one bounded call: a large batch on a distant broker is many calls, each
+# well within DATAPUSHER_PUBLISH_TIMEOUT, not one that cannot be.
+PUBLISH_CHUNK = 100
 
 logger = logging.getLogger(__name__)
 
@@ -141,18 +144,25 @@ def accepting() -> bool:
     return configured() and not _link.resting()
 
 
-def publish(*, delivery_pks: Sequence[int]) -> bool:
-    """Send one `deliver` task per delivery. True if the broker took them all within the bound."""
-    if not delivery_pks or not configured():
-        return not delivery_pks
+def publish(*, delivery_pks: Sequence[int]) -> int:
+    """Send one `deliver` task per delivery, in order, in chunks each bounded in time; stops at the
+    first chunk the broker does not take. Returns how many of `delivery_pks` were published."""
+    if not configured():
+        return 0
+    published = 0
+    for start in range(0, len(delivery_pks), PUBLISH_CHUNK):
+        chunk = delivery_pks[start : start + PUBLISH_CHUNK]
 
-    def send_all(connection: Connection) -> None:
-        producer = _link.producer(connection)
-        for pk in delivery_pks:
-            celery_app.send_task(DELIVER_TASK, args=[pk], producer=producer, retry=False)
+        def send_chunk(connection: Connection, chunk: Sequence[int] = chunk) -> None:
+            producer = _link.producer(connection)
+            for pk in chunk:
+                celery_app.send_task(DELIVER_TASK, args=[pk], producer=producer, retry=False)
 
-    ok, _ = _link.call(send_all)
-    return ok
+        ok, _ = _link.call(send_chunk)
+        if not ok:
+            break
+        published += len(chunk)
+    return published
 
 
 def queue_depth() -> int | None:

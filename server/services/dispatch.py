@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -20,8 +19,8 @@ from django.utils import timezone
 from server import broker
 from server.models import Delivery
 
-# A delivery handed over this long ago and not taken by a worker, while the broker's queue is
-# empty, was lost by the broker (flushed, restarted without persistence): hand it over again.
+# A worker takes a message within this long of its publication unless the queue is backed up
+# (see _lost_before).
 LOST_AFTER = timedelta(seconds=5)
 
 logger = logging.getLogger(__name__)
@@ -33,31 +32,37 @@ def dispatch_mark(now: datetime) -> datetime | None:
     return now if broker.accepting() else None
 
 
-def deliveries_publish(*, delivery_pks: Sequence[int], mark: datetime | None) -> bool:
-    """Publish deliveries just marked dispatched at `mark`; if the broker does not take them, clear
-    the mark so the dispatcher publishes them as soon as the broker answers. True if published."""
+def deliveries_publish(*, delivery_pks: Sequence[int], mark: datetime | None) -> int:
+    """Publish deliveries just marked dispatched at `mark`; for those the broker does not take,
+    clear the mark so the dispatcher publishes them as soon as the broker answers. Returns how many
+    were published."""
     if mark is None or not delivery_pks:
-        return False
-    if broker.publish(delivery_pks=delivery_pks):
-        return True
-    Delivery.objects.filter(pk__in=delivery_pks, dispatched_at=mark, lease_id__isnull=True).update(
-        dispatched_at=None
-    )
-    return False
+        return 0
+    published = broker.publish(delivery_pks=delivery_pks)
+    if published < len(delivery_pks):
+        Delivery.objects.filter(
+            pk__in=delivery_pks[published:], dispatched_at=mark, lease_id__isnull=True
+        ).update(dispatched_at=None)
+    return published
 
 
-def _handed_over_before(now: datetime) -> datetime:
-    """Deliveries handed to the broker before this moment and still not taken are handed over again."""
-    redispatch_after = now - timedelta(seconds=settings.DATAPUSHER_REDISPATCH_AFTER)
+def _lost_before(now: datetime) -> datetime | None:
+    """Deliveries handed to the broker before the moment returned, and not taken by a worker since,
+    are presumed lost by the broker (flushed, restarted without persistence): when its queue holds
+    fewer messages than there are such deliveries, not all of them can still be in it. None when
+    nothing is presumed lost. Handing over again what was not lost costs only a duplicate message,
+    which finds its delivery taken and does nothing."""
+    handed_over_before = now - LOST_AFTER
     waiting = Delivery.objects.filter(
         status=Delivery.Status.PENDING,
         next_attempt_at__lte=now,
         lease_id__isnull=True,
-        dispatched_at__lt=now - LOST_AFTER,
-    )
-    if waiting.exists() and broker.queue_depth() == 0:
-        return now - LOST_AFTER  # nothing left in the broker: those messages are gone
-    return redispatch_after
+        dispatched_at__lt=handed_over_before,
+    ).count()
+    if not waiting:
+        return None
+    depth = broker.queue_depth()
+    return handed_over_before if depth is not None and depth < waiting else None
 
 
 def deliveries_dispatch(*, limit: int) -> int:
@@ -65,16 +70,15 @@ def deliveries_dispatch(*, limit: int) -> int:
     over but lost by the broker, or abandoned by a sender whose lease ran out (a killed worker).
     Returns how many were published; safe to run in several processes at once."""
     now = timezone.now()
-    handed_over_before = _handed_over_before(now)
     abandoned = Q(lease_id__isnull=False, lease_expires_at__lt=now)
-    free = Q(lease_id__isnull=True) & (
-        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=handed_over_before)
-    )
+    to_hand_over = Q(dispatched_at__isnull=True)
+    if lost_before := _lost_before(now):
+        to_hand_over |= Q(dispatched_at__lt=lost_before)
     with transaction.atomic():
         pks = list(
             Delivery.objects.select_for_update(skip_locked=True)
             .filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now)
-            .filter(abandoned | free)
+            .filter(abandoned | (Q(lease_id__isnull=True) & to_hand_over))
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[:limit]
         )
@@ -84,10 +88,10 @@ def deliveries_dispatch(*, limit: int) -> int:
         Delivery.objects.filter(pk__in=pks).update(
             dispatched_at=now, lease_id=None, lease_expires_at=None, updated_at=now
         )
-    if not deliveries_publish(delivery_pks=pks, mark=now):
-        logger.warning("could not publish %s due deliveries; trying again next round", len(pks))
-        return 0
-    return len(pks)
+    published = deliveries_publish(delivery_pks=pks, mark=now)
+    if published < len(pks):
+        logger.warning("could not publish %s due deliveries; trying again next round", len(pks) - published)
+    return published
 
 
 def deliveries_schedule_now(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> None:

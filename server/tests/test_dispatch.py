@@ -8,7 +8,7 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -67,35 +67,48 @@ def test_publishes_a_delivery_whose_senders_lease_ran_out_and_clears_the_lease(b
     assert (delivery.lease_id, delivery.lease_expires_at) == (None, None)
 
 
-def test_hands_over_again_what_the_broker_lost_once_its_queue_is_empty(broker, monkeypatch):
-    """Handed over 6 s ago and not taken while the broker's queue is empty: lost (a flushed
-    broker), so published again. Handed over 1 s ago: left alone."""
-    lost = pending_delivery(next_attempt_at=ago(60), dispatched_at=ago(6))
+def test_hands_over_again_what_the_broker_lost(broker, monkeypatch):
+    """Three deliveries handed over 6 s ago and not taken, and only one message in the broker's
+    queue: some were lost (a flushed broker), so all three are published again. One handed over
+    1 s ago is left alone (a worker may be about to take it)."""
+    monkeypatch.setattr("server.broker.queue_depth", lambda: 1)
+    lost = [pending_delivery(next_attempt_at=ago(60), dispatched_at=ago(6)) for _ in range(3)]
     pending_delivery(next_attempt_at=ago(60), dispatched_at=ago(1))
-    assert deliveries_dispatch(limit=10) == 1
-    assert broker == [lost.pk]
+    assert deliveries_dispatch(limit=10) == 3
+    assert sorted(broker) == sorted(d.pk for d in lost)
 
 
-def test_waits_for_a_busy_queue_until_the_redispatch_timeout(broker, monkeypatch, settings):
-    """While the broker still holds messages, a delivery handed over and not taken is a backlog,
-    not a loss: published again only after DATAPUSHER_REDISPATCH_AFTER."""
-    settings.DATAPUSHER_REDISPATCH_AFTER = 300
-    monkeypatch.setattr("server.broker.queue_depth", lambda: 40)
-    waiting = pending_delivery(next_attempt_at=ago(400), dispatched_at=ago(60))
-    overdue = pending_delivery(next_attempt_at=ago(400), dispatched_at=ago(301))
-    assert deliveries_dispatch(limit=10) == 1
-    assert broker == [overdue.pk]
-    waiting.refresh_from_db()
-    assert waiting.dispatched_at < ago(59)
+@pytest.mark.parametrize("depth", [3, 40, None], ids=["as-many", "backlog", "broker-unreachable"])
+def test_never_tops_up_a_queue_that_may_still_hold_them(broker, monkeypatch, depth):
+    """As many messages queued as deliveries waiting (or more: a backlog), or a queue that cannot be
+    read: they may all still be there, so nothing is handed over again, however long they wait."""
+    monkeypatch.setattr("server.broker.queue_depth", lambda: depth)
+    waiting = [pending_delivery(next_attempt_at=ago(3600), dispatched_at=ago(3000)) for _ in range(3)]
+    assert deliveries_dispatch(limit=10) == 0
+    assert [Delivery.objects.get(pk=d.pk).dispatched_at for d in waiting] == [
+        d.dispatched_at for d in waiting
+    ]
 
 
 def test_a_broker_that_does_not_take_them_leaves_them_unmarked(broker, monkeypatch):
     """Publishing failed: nothing counts as handed over, so the next round tries again."""
-    monkeypatch.setattr("server.broker.publish", lambda *, delivery_pks: False)
+    monkeypatch.setattr("server.broker.publish", lambda *, delivery_pks: 0)
     delivery = pending_delivery(next_attempt_at=ago(1))
     assert deliveries_dispatch(limit=10) == 0
     delivery.refresh_from_db()
     assert delivery.dispatched_at is None
+
+
+def test_what_the_broker_took_before_failing_stays_marked(broker, monkeypatch):
+    """The broker took the first of two and then stopped answering: the first keeps its mark, the
+    second loses it and goes next round."""
+    monkeypatch.setattr("server.broker.publish", lambda *, delivery_pks: 1)
+    first = pending_delivery(next_attempt_at=ago(2))
+    second = pending_delivery(next_attempt_at=ago(1))
+    assert deliveries_dispatch(limit=10) == 1
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.dispatched_at is not None, second.dispatched_at) == (True, None)
 
 
 def test_publishes_oldest_due_first_in_bounded_batches(broker):
@@ -115,6 +128,14 @@ def test_dispatch_command_once(broker):
     out = io.StringIO()
     call_command("dispatch", "--once", stdout=out)
     assert out.getvalue() == "Published 1 deliveries.\n"
+
+
+def test_dispatch_command_needs_a_broker(settings):
+    """Without CELERY_BROKER_URL there is nothing to dispatch to: a clear error, not a busy loop."""
+    settings.CELERY_BROKER_URL = ""
+    with pytest.raises(CommandError) as excinfo:
+        call_command("dispatch", "--once")
+    assert str(excinfo.value) == "The dispatcher publishes to a broker: set CELERY_BROKER_URL."
 
 
 @pytest.mark.django_db(transaction=True)

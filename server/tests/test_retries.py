@@ -153,7 +153,7 @@ def test_queue_mode_with_the_broker_down_still_accepts_and_leaves_them_to_the_di
     """If the broker does not take them, the deliveries stay pending with no handed-over mark (so
     the dispatcher publishes them next round), and the sender still gets 202."""
     settings.DATAPUSHER_DELIVERY_MODE = "queue"
-    monkeypatch.setattr("server.broker.publish", lambda *, delivery_pks: False)
+    monkeypatch.setattr("server.broker.publish", lambda *, delivery_pks: 0)
     account = AccountFactory()
     DestinationFactory.create_batch(3, account=account)
     with django_capture_on_commit_callbacks(execute=True):

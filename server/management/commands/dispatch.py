@@ -2,9 +2,10 @@ import signal
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections
 
+from server import broker
 from server.services.dispatch import deliveries_dispatch
 
 
@@ -19,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="One pass, then exit (for cron or a check).")
 
     def handle(self, *args, once: bool, **options):
+        if not broker.configured():
+            raise CommandError("The dispatcher publishes to a broker: set CELERY_BROKER_URL.")
         stopping = []
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.append(True))
