@@ -113,3 +113,20 @@ def published(monkeypatch) -> list[int]:
     monkeypatch.setattr("server.broker.publish", publish)
     monkeypatch.setattr("server.broker.queue_depth", lambda: 0)
     return sent
+
+
+@pytest.fixture
+def before_update(monkeypatch):
+    """install(services_module, callback): run `callback` inside that module's update service, after
+    the request has read the row and before its changes are applied — as a concurrent request would."""
+
+    def install(services, callback):
+        real_model_update = services.model_update
+
+        def racing_model_update(**kwargs):
+            callback()
+            return real_model_update(**kwargs)
+
+        monkeypatch.setattr(services, "model_update", racing_model_update)
+
+    return install

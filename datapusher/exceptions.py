@@ -1,4 +1,4 @@
-from django.core.exceptions import ObjectNotUpdated
+from django.core.exceptions import ObjectDoesNotExist, ObjectNotUpdated
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -10,6 +10,6 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         exc = exceptions.ValidationError(detail)
-    elif isinstance(exc, ObjectNotUpdated):
+    elif isinstance(exc, ObjectDoesNotExist | ObjectNotUpdated):
         exc = exceptions.NotFound()
     return drf_exception_handler(exc, context)

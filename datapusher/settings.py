@@ -152,6 +152,10 @@ DATAPUSHER_READ_TIMEOUT = env.float("DATAPUSHER_READ_TIMEOUT", default=10.0)
 # not sent now: its delivery stays pending (docs/delivery.md).
 DATAPUSHER_DELIVERY_CONCURRENCY = env.int("DATAPUSHER_DELIVERY_CONCURRENCY", default=64)
 DATAPUSHER_ACCOUNT_CONCURRENCY = env.int("DATAPUSHER_ACCOUNT_CONCURRENCY", default=16)
+if not 1 <= DATAPUSHER_ACCOUNT_CONCURRENCY <= DATAPUSHER_DELIVERY_CONCURRENCY:
+    raise ImproperlyConfigured(
+        "DATAPUSHER_ACCOUNT_CONCURRENCY must be at least 1 and at most DATAPUSHER_DELIVERY_CONCURRENCY."
+    )
 # At most this much of a destination's answer is read; the first 4 KiB are kept in the log.
 DATAPUSHER_RESPONSE_MAX_BYTES = env.int("DATAPUSHER_RESPONSE_MAX_BYTES", default=65_536)
 # SSRF guard: destinations on loopback, private, link-local... addresses are refused unless their
@@ -191,9 +195,15 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2.0  # seconds for a worker to connect to the
 # process leaves the broker alone for the backoff; the dispatcher publishes what was not.
 DATAPUSHER_PUBLISH_TIMEOUT = env.float("DATAPUSHER_PUBLISH_TIMEOUT", default=1.0)
 DATAPUSHER_PUBLISH_BACKOFF = env.float("DATAPUSHER_PUBLISH_BACKOFF", default=5.0)
-# The dispatcher (`make dispatcher`) publishes due pending deliveries every interval, in batches.
+# The dispatcher (`make dispatcher`) publishes due pending deliveries every interval, in batches. A
+# delivery handed to the broker and not taken by a worker is handed over again 5 s later when the
+# broker's queue cannot still hold it, and after DATAPUSHER_REDISPATCH_AFTER seconds in any case.
 DATAPUSHER_DISPATCH_INTERVAL = env.float("DATAPUSHER_DISPATCH_INTERVAL", default=1.0)
 DATAPUSHER_DISPATCH_BATCH = env.int("DATAPUSHER_DISPATCH_BATCH", default=500)
+DATAPUSHER_REDISPATCH_AFTER = env.float("DATAPUSHER_REDISPATCH_AFTER", default=3600)
+for _name in ("DATAPUSHER_PUBLISH_TIMEOUT", "DATAPUSHER_DISPATCH_INTERVAL", "DATAPUSHER_DISPATCH_BATCH"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be greater than 0.")
 
 # A shared cache across processes when REDIS_URL is set; per-process memory otherwise.
 REDIS_URL = env.str("REDIS_URL", default="")

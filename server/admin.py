@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from server.models import Attempt, Delivery, Event
-from server.services.ingest import queue_mode
+from server.services.dispatch import queue_mode
 from server.services.log import deliveries_redeliver
 
 

@@ -1,5 +1,6 @@
 from datetime import UTC
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django_filters import fields
 from django_filters import rest_framework as filters
@@ -27,6 +28,15 @@ class UtcDateTimeFilter(filters.IsoDateTimeFilter):
     field_class = UtcDateTimeField
 
 
+class IdFilter(filters.NumberFilter):
+    """A database id: a whole number the database can hold (anything else is a 400, not a 500)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
+
+
 class EventFilter(filters.FilterSet):
     account = filters.UUIDFilter(field_name="account_id")
     received_after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
@@ -40,7 +50,7 @@ class EventFilter(filters.FilterSet):
 
 class DeliveryFilter(filters.FilterSet):
     account = filters.UUIDFilter(field_name="event__account_id")
-    destination = filters.NumberFilter(field_name="destination_id")
+    destination = IdFilter(field_name="destination_id")
     status = filters.ChoiceFilter(choices=Delivery.Status.choices)
     created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")

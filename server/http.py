@@ -81,7 +81,7 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
 
 
 class _GuardedConnectionMixin:
-    """Connects only to vetted addresses and lets the request's watchdog cut a stalled answer."""
+    """Connects only to vetted addresses, and puts every socket under the request's watchdog."""
 
     def _new_conn(self) -> socket.socket:
         host = self._dns_host
@@ -89,11 +89,6 @@ class _GuardedConnectionMixin:
             addresses = _resolve(host, self.port)
         except socket.gaierror as err:
             raise NameResolutionError(self.host, self, err) from err
-        watchdog = getattr(_current, "watchdog", None)
-        if watchdog is not None and watchdog.fired:
-            # The lookup outlived the deadline (the watchdog cannot interrupt it): the caller has
-            # given up and recorded a timeout, so nothing may be sent now.
-            raise OutboundTimeout(f"no complete response within {watchdog.seconds:g}s (DNS lookup)")
         allowed = [address for address in addresses if address_allowed(address)]
         if not allowed:
             refused = ", ".join(str(address) for address in addresses)
@@ -104,18 +99,28 @@ class _GuardedConnectionMixin:
         for address in allowed:
             self._dns_host = str(address)
             try:
-                return super()._new_conn()
+                sock = super()._new_conn()
             except ConnectTimeoutError as err:  # also NewConnectionError (refused, unreachable)
                 last_error = err
+                continue
             finally:
                 self._dns_host = host
+            # A lookup or a connect the watchdog could not interrupt may end after the deadline:
+            # then the caller has given up and recorded a timeout, and this socket is shut at once,
+            # before a byte is written.
+            _watch(sock)
+            return sock
         raise last_error
 
-    def getresponse(self, *args, **kwargs):
-        watchdog = getattr(_current, "watchdog", None)
-        if watchdog is not None:
-            watchdog.watch(self.sock)
-        return super().getresponse(*args, **kwargs)
+    def request(self, *args, **kwargs):
+        _watch(self.sock)  # a kept-alive connection's socket (a new one is watched as it connects)
+        return super().request(*args, **kwargs)
+
+
+def _watch(sock: socket.socket | None) -> None:
+    watchdog = getattr(_current, "watchdog", None)
+    if watchdog is not None and sock is not None:
+        watchdog.watch(sock)
 
 
 class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):

@@ -21,7 +21,8 @@ from server.serializers import (
     EventDetailSerializer,
     EventSerializer,
 )
-from server.services.ingest import event_ingest, queue_mode
+from server.services.dispatch import queue_mode
+from server.services.ingest import event_ingest
 from server.services.log import DeliveryBusy, DestinationDeleted, delivery_retry, event_redeliver
 
 TOKEN_HEADER = "CL-X-TOKEN"  # noqa: S105 (a header name, not a secret)

@@ -14,30 +14,15 @@ def detail_url(account) -> str:
     return f"/api/accounts/{account.account_id}/"
 
 
-@pytest.fixture
-def before_update(monkeypatch):
-    """Run a callback inside account_update, after the PATCH read the row and before it applies."""
-
-    def install(callback):
-        real_model_update = services.model_update
-
-        def racing_model_update(**kwargs):
-            callback()
-            return real_model_update(**kwargs)
-
-        monkeypatch.setattr(services, "model_update", racing_model_update)
-
-    return install
-
-
 def test_patch_racing_a_token_rotation_keeps_the_rotated_token(api_client, before_update):
     """A rotation that lands while a PATCH is in flight is not undone by the PATCH's save."""
     account = AccountFactory(account_name="Before")
     rotated = []
     before_update(
+        services,
         lambda: rotated.append(
             account_rotate_token(account=Account.objects.get(pk=account.pk)).app_secret_token
-        )
+        ),
     )
 
     response = api_client.patch(detail_url(account), {"account_name": "After"}, format="json")
@@ -53,7 +38,9 @@ def test_patch_racing_a_token_rotation_keeps_the_rotated_token(api_client, befor
 def test_patch_racing_another_field_update_keeps_that_update(api_client, before_update):
     """A PATCH of the name does not write back a website another request changed meanwhile."""
     account = AccountFactory(account_name="Before", website="https://old.example.com")
-    before_update(lambda: Account.objects.filter(pk=account.pk).update(website="https://new.example.com"))
+    before_update(
+        services, lambda: Account.objects.filter(pk=account.pk).update(website="https://new.example.com")
+    )
 
     response = api_client.patch(detail_url(account), {"account_name": "After"}, format="json")
 
@@ -65,7 +52,7 @@ def test_patch_racing_another_field_update_keeps_that_update(api_client, before_
 def test_patch_losing_the_email_race_is_400(api_client, before_update):
     """An email taken by another account after validation is still a field error, not a 500."""
     account = AccountFactory(email="old@example.com")
-    before_update(lambda: account_create(email="taken@example.com", account_name="Other"))
+    before_update(services, lambda: account_create(email="taken@example.com", account_name="Other"))
 
     response = api_client.patch(detail_url(account), {"email": "TAKEN@example.com"}, format="json")
 
@@ -77,7 +64,7 @@ def test_patch_losing_the_email_race_is_400(api_client, before_update):
 def test_patch_racing_a_delete_is_404(api_client, before_update):
     """The account is deleted while a PATCH is in flight: 404, not a 500, and nothing is re-created."""
     account = AccountFactory()
-    before_update(lambda: Account.objects.filter(pk=account.pk).delete())
+    before_update(services, lambda: Account.objects.filter(pk=account.pk).delete())
 
     response = api_client.patch(detail_url(account), {"account_name": "After"}, format="json")
 

@@ -3,7 +3,21 @@
 from django.db import migrations, models
 
 
+class AddIndexConcurrentlyOnPostgres(migrations.AddIndex):
+    """Build the index without locking writes out of a large delivery table on PostgreSQL (other
+    databases build it as usual). Needs a migration that is not atomic."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            schema_editor.add_index(model, self.index, concurrently=True)
+
+
 class Migration(migrations.Migration):
+
+    atomic = False
 
     dependencies = [
         ('destinations', '0001_initial'),
@@ -30,7 +44,7 @@ class Migration(migrations.Migration):
             name='lease_id',
             field=models.UUIDField(blank=True, null=True),
         ),
-        migrations.AddIndex(
+        AddIndexConcurrentlyOnPostgres(
             model_name='delivery',
             index=models.Index(condition=models.Q(('status', 'pending')), fields=['next_attempt_at'], name='delivery_pending_due'),
         ),

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,8 +37,9 @@ RESPONSE_EXCERPT_BYTES = 4096
 FAN_OUT_GRACE_SECONDS = 1.0
 # A lease outlasts the longest send (deadline + grace) by this much, room for the database writes.
 LEASE_GRACE = timedelta(seconds=10)
-# A delivery that found no free slot is due again this much later (no attempt is spent on it).
-NOT_STARTED_DELAY = timedelta(seconds=1)
+# A delivery that found no free slot is due again 1 to 5 s later (no attempt is spent on it),
+# spread so that a flooding account's deliveries do not all come back at once.
+NOT_STARTED_DELAY_SECONDS = (1.0, 5.0)
 NOT_STARTED = "not started: the account or this process has too many deliveries in flight; still pending"
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def lease_duration() -> timedelta:
     return timedelta(seconds=http.deadline_seconds() + FAN_OUT_GRACE_SECONDS) + LEASE_GRACE
 
 
-def unleased(now: datetime) -> Q:
+def unleased(*, now: datetime) -> Q:
     """Deliveries nobody holds: never leased, released, or whose holder's lease ran out."""
     return Q(lease_id__isnull=True) | Q(lease_expires_at__lt=now)
 
@@ -131,7 +132,8 @@ class _Bulkhead:
     With S = DATAPUSHER_ACCOUNT_CONCURRENCY, an account may have at most S sends waiting at once,
     and may start a request while it has fewer than S in flight or while S slots stay free for the
     others after it. So one account alone may use all but S slots, an ingest to many destinations
-    is not split while the pool has room, and a newcomer always finds S slots.
+    is not split while the pool has room, and while one account is over its share the others find
+    S slots between them. (Two accounts flooding at once may hold 2 x S threads.)
 
     Nothing waits for a slot: a request that gets none is not started (its delivery stays pending).
     """
@@ -173,11 +175,6 @@ class _Bulkhead:
             if counts == [0, 0]:
                 del self._by_account[account_id]
 
-    def in_flight(self, account_id: Any = None) -> int:
-        """Requests in flight: the account's, or the whole process's."""
-        with self._lock:
-            return self._requests if account_id is None else self._by_account.get(account_id, (0, 0))[1]
-
 
 bulkhead = _Bulkhead()
 _executor: ThreadPoolExecutor | None = None
@@ -202,6 +199,21 @@ def _send_then_release(account_id: Any, request: dict[str, Any]) -> SendResult:
         bulkhead.release(account_id)
 
 
+def _submit(
+    executor: ThreadPoolExecutor, account_id: Any, requests: Sequence[tuple[int, dict[str, Any]]]
+) -> list[tuple[int, Future]]:
+    """Hand the account's granted requests to the pool; a slot not used is given back."""
+    started = []
+    for position, (index, request) in enumerate(requests):
+        try:
+            started.append((index, executor.submit(_send_then_release, account_id, request)))
+        except BaseException:  # the pool is shutting down
+            for _ in requests[position:]:
+                bulkhead.release(account_id)
+            raise
+    return started
+
+
 def _fan_out(requests: Sequence[tuple[Any, dict[str, Any]]]) -> list[SendResult | None]:
     """Start every (account_id, request) the bulkhead allows, all at once, and wait for each until
     its deadline (plus grace) has passed. None for a request that was not started.
@@ -213,16 +225,17 @@ def _fan_out(requests: Sequence[tuple[Any, dict[str, Any]]]) -> list[SendResult 
     wanted: dict[Any, list[int]] = {}
     for index, (account_id, _) in enumerate(requests):
         wanted.setdefault(account_id, []).append(index)
-    started, admitted = [], []
     executor = _executor_get()
+    started: list[tuple[int, Future]] = []
+    admitted: list[Any] = []
     submitted, clock = time.time(), time.monotonic()
-    for account_id, indexes in wanted.items():
-        granted = bulkhead.enter(account_id, len(indexes))
-        if granted:
-            admitted.append(account_id)
-        for index in indexes[:granted]:
-            started.append((index, executor.submit(_send_then_release, account_id, requests[index][1])))
     try:
+        for account_id, indexes in wanted.items():
+            granted = bulkhead.enter(account_id, len(indexes))
+            if not granted:
+                continue
+            admitted.append(account_id)
+            started += _submit(executor, account_id, [(i, requests[i][1]) for i in indexes[:granted]])
         deadline = http.deadline_seconds()
         give_up_at = clock + deadline + FAN_OUT_GRACE_SECONDS
         for index, future in started:
@@ -244,7 +257,7 @@ def deliveries_claim(*, deliveries: QuerySet[Delivery], lease_id: uuid.UUID) -> 
     """Lease those of `deliveries` that nobody holds (one conditional UPDATE); returns them, with
     their event and destination. The others are being sent by someone else right now."""
     now = timezone.now()
-    deliveries.filter(unleased(now)).update(
+    deliveries.filter(unleased(now=now)).update(
         lease_id=lease_id, lease_expires_at=now + lease_duration(), updated_at=now
     )
     return list(Delivery.objects.select_related("event", "destination").filter(lease_id=lease_id))
@@ -323,7 +336,7 @@ _RELEASED = {"lease_id": None, "lease_expires_at": None, "dispatched_at": None}
 def _not_started(now: datetime) -> _Change:
     fields = {
         "status": Delivery.Status.PENDING,
-        "next_attempt_at": now + NOT_STARTED_DELAY,
+        "next_attempt_at": now + timedelta(seconds=random.uniform(*NOT_STARTED_DELAY_SECONDS)),  # noqa: S311
         "error": NOT_STARTED,
     }
     return _Change(fields=fields, attempt=None)
@@ -357,17 +370,13 @@ def deliveries_send(
         Attempt.objects.bulk_create([c.attempt for c in changes if c.attempt is not None])
         # One UPDATE per row: bulk_update's CASE expressions cost far more CPU at these sizes.
         for delivery, change in zip(deliveries, changes, strict=True):
-            counted = {} if change.attempt is None else {"attempt_count": F("attempt_count") + 1}
-            mine = Delivery.objects.filter(pk=delivery.pk, lease_id=lease_id)
-            if mine.update(**change.fields, **counted, **_RELEASED, updated_at=now):
+            if _outcome_write(delivery=delivery, change=change, lease_id=lease_id, now=now):
                 for name, value in change.fields.items():
                     setattr(delivery, name, value)
-                if counted:
+                if change.attempt is not None:
                     delivery.attempt_count += 1
             else:
                 taken_over.append(delivery)
-                if counted:  # the attempt happened: count it, and move nothing else
-                    Delivery.objects.filter(pk=delivery.pk).update(**counted, updated_at=now)
     for delivery in taken_over:
         logger.warning(
             "delivery %s: lease %s ran out and was taken over before the attempt ended; "
@@ -376,6 +385,24 @@ def deliveries_send(
             lease_id,
         )
         delivery.refresh_from_db()
+
+
+def _outcome_write(*, delivery: Delivery, change: _Change, lease_id: uuid.UUID, now: datetime) -> bool:
+    """Write one send's change to its delivery while the lease is still `lease_id`'s. If the lease
+    ran out and was taken over, a success is still written when the delivery is pending and nobody
+    holds it now (a forward move: it stops a needless resend); anything else only counts the attempt.
+    True if the delivery took the change."""
+    counted = {} if change.attempt is None else {"attempt_count": F("attempt_count") + 1}
+    write = {**change.fields, **counted, **_RELEASED, "updated_at": now}
+    if Delivery.objects.filter(pk=delivery.pk, lease_id=lease_id).update(**write):
+        return True
+    if change.fields.get("status") == Delivery.Status.SUCCEEDED:
+        free = Delivery.objects.filter(unleased(now=now), pk=delivery.pk, status=Delivery.Status.PENDING)
+        if free.update(**write):
+            return True
+    if counted:  # the attempt happened: count it, and move nothing else
+        Delivery.objects.filter(pk=delivery.pk).update(**counted, updated_at=now)
+    return False
 
 
 def deliveries_fail_orphaned(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> None:

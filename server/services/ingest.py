@@ -2,16 +2,17 @@
 
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account
+from destinations.models import Destination
 from server.models import Delivery, Event
 from server.services.delivery import deliveries_send, lease_duration
-from server.services.dispatch import deliveries_publish, dispatch_mark
+from server.services.dispatch import deliveries_hand_over, queue_mode
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,35 @@ class IngestOutcome:
     queued: bool = False
 
 
-def queue_mode() -> bool:
-    return settings.DATAPUSHER_DELIVERY_MODE == "queue"
+def _event_store(
+    *,
+    account: Account,
+    destinations: list[Destination],
+    body: bytes,
+    external_id: str | None,
+    lease_id: uuid.UUID | None,
+) -> tuple[Event, list[Delivery]]:
+    """One transaction: the event and a pending delivery per destination, leased to `lease_id` if
+    given; with none, handed to the broker once committed."""
+    now = timezone.now()
+    lease_expires_at = None if lease_id is None else now + lease_duration()
+    with transaction.atomic():
+        event = Event.objects.create(account=account, external_id=external_id, body=body.decode())
+        deliveries = Delivery.objects.bulk_create(
+            Delivery(
+                event=event,
+                destination=d,
+                url=d.url,
+                http_method=d.http_method,
+                next_attempt_at=now,
+                lease_id=lease_id,
+                lease_expires_at=lease_expires_at,
+            )
+            for d in destinations
+        )
+        if lease_id is None:
+            transaction.on_commit(partial(deliveries_hand_over, delivery_pks=[d.pk for d in deliveries]))
+    return event, deliveries
 
 
 def event_ingest(
@@ -32,40 +60,31 @@ def event_ingest(
     """Store the event and one pending delivery per destination, then deliver them.
 
     Sync mode: the deliveries are stored already leased to this request, and their first attempts
-    run now, at once. Queue mode: they are published to the broker once the transaction commits
+    run now, at once. Queue mode: they are handed to the broker once the transaction commits
     (bounded; the dispatcher publishes what could not be). With an `external_id` already used by
     this account nothing is stored or sent: the first event's outcome is returned with
     `duplicate=True` (a unique constraint decides, so two concurrent requests cannot both deliver).
+    A destination deleted while the event is stored is left out (the event is stored again without it).
     """
     queued = queue_mode()
-    destinations = list(account.destinations.all())
-    now = timezone.now()
     lease_id = None if queued else uuid.uuid4()
-    lease = {"lease_id": lease_id, "lease_expires_at": None if queued else now + lease_duration()}
-    mark = dispatch_mark(now) if queued else None
-    try:
-        with transaction.atomic():
-            event = Event.objects.create(account=account, external_id=external_id, body=body.decode())
-            deliveries = Delivery.objects.bulk_create(
-                Delivery(
-                    event=event,
-                    destination=d,
-                    url=d.url,
-                    http_method=d.http_method,
-                    next_attempt_at=now,
-                    dispatched_at=mark,
-                    **lease,
-                )
-                for d in destinations
+    for last_try in (False, True):
+        try:
+            event, deliveries = _event_store(
+                account=account,
+                destinations=list(account.destinations.all()),
+                body=body,
+                external_id=external_id,
+                lease_id=lease_id,
             )
-            if queued:
-                pks = [d.pk for d in deliveries]
-                transaction.on_commit(lambda: deliveries_publish(delivery_pks=pks, mark=mark))
-    except IntegrityError:
-        if external_id is None:
-            raise
-        first = Event.objects.get(account=account, external_id=external_id)
-        return IngestOutcome(event=first, deliveries=list(first.deliveries.all()), duplicate=True)
+            break
+        except IntegrityError:
+            if external_id is not None:
+                first = Event.objects.filter(account=account, external_id=external_id).first()
+                if first is not None:
+                    return IngestOutcome(event=first, deliveries=list(first.deliveries.all()), duplicate=True)
+            if last_try:
+                raise
     if not queued:
         deliveries_send(deliveries=deliveries, lease_id=lease_id, payloads={event.event_id: (body, data)})
     event.processed_at = timezone.now()

@@ -7,8 +7,7 @@ from django.db.models import QuerySet
 
 from server.models import Delivery, Event
 from server.services.delivery import deliveries_claim, deliveries_send, event_payloads
-from server.services.dispatch import deliveries_schedule_now
-from server.services.ingest import queue_mode
+from server.services.dispatch import deliveries_schedule_now, queue_mode
 
 
 class DestinationDeleted(Exception):

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import urllib3
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
@@ -247,7 +248,7 @@ def test_ten_slow_destinations_are_delivered_concurrently(client, account, recei
 def test_a_slow_dns_lookup_is_cut_at_the_deadline_and_nothing_is_sent_after(
     client, account, receiver, settings, monkeypatch, path
 ):
-    """A name whose lookup takes 3 s, with a 1 s deadline, as the only destination (the path every
+    """A name whose lookup takes 5 s, with a 1 s deadline, as the only destination (the path every
     worker task takes): the attempt ends at the deadline as a timeout, and when the lookup finally
     returns, nothing is sent — the delivery's outcome is already written."""
     settings.DATAPUSHER_CONNECT_TIMEOUT = settings.DATAPUSHER_READ_TIMEOUT = 0.5
@@ -256,7 +257,7 @@ def test_a_slow_dns_lookup_is_cut_at_the_deadline_and_nothing_is_sent_after(
 
     def slow_getaddrinfo(host, port, *args, **kwargs):
         if host == "slow-dns.example":
-            time.sleep(3)
+            time.sleep(5)
             looked_up.set()
             host = "127.0.0.1"
         return real_getaddrinfo(host, port, *args, **kwargs)
@@ -278,9 +279,36 @@ def test_a_slow_dns_lookup_is_cut_at_the_deadline_and_nothing_is_sent_after(
         "no complete response within 1s",
         None,
     )
-    assert elapsed < 2.9  # the deadline plus grace (2 s), not the lookup's 3 s
-    assert looked_up.wait(5)
+    assert elapsed < 4  # the deadline plus grace (2 s), not the lookup's 5 s
+    assert looked_up.wait(8)
     time.sleep(0.3)
+    assert receiver.requests == []
+
+
+def test_a_connection_made_after_the_deadline_sends_nothing(client, account, receiver, settings, monkeypatch):
+    """A lookup (0.8 s) and a connect (0.6 s) that each stay under their own limits but together end
+    after the 1 s deadline: the caller has recorded a timeout, and the late connection is shut
+    before a byte of the request is written."""
+    settings.DATAPUSHER_CONNECT_TIMEOUT = settings.DATAPUSHER_READ_TIMEOUT = 0.5
+    real_getaddrinfo, real_connect = socket.getaddrinfo, urllib3.util.connection.create_connection
+
+    def slow_getaddrinfo(host, port, *args, **kwargs):
+        if host == "slow-dns.example":
+            time.sleep(0.8)
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    def slow_connect(*args, **kwargs):
+        time.sleep(0.6)
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", slow_connect)
+    port = receiver.url.rsplit(":", 1)[1]
+    DestinationFactory(account=account, url=f"http://slow-dns.example:{port}/")
+    entry = only_entry(ingest(client, account))
+    assert (entry["status"], entry["error"]) == ("failed", "no complete response within 1s")
+    time.sleep(1)  # the late connection has been made, and shut, by now
     assert receiver.requests == []
 
 

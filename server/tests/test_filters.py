@@ -114,3 +114,28 @@ def test_list_still_applies_the_filters(api_client, pushed):
     response = api_client.get("/api/events/", {"account": str(AccountFactory().account_id)})
     assert response.status_code == 200
     assert response.json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("99999999999999999999999", "Ensure this value is less than or equal to 9223372036854775807."),
+        ("-1", "Ensure this value is greater than or equal to 1."),
+        ("1.5", "Enter a whole number."),
+        ("x", "Enter a whole number."),
+    ],
+)
+def test_destination_filter_takes_only_ids_the_database_can_hold(api_client, pushed, value, error):
+    """?destination= is a whole number from 1 to 2^63-1: anything else is a 400 naming it, never a 500."""
+    response = api_client.get("/api/deliveries/", {"destination": value})
+    assert (response.status_code, response.json()) == (400, {"destination": [error]})
+
+
+def test_destination_filter_matches_its_deliveries(api_client, pushed):
+    """A valid id filters as before."""
+    destination_id = pushed["delivery"].destination_id
+    ids = [
+        d["destination_id"]
+        for d in api_client.get("/api/deliveries/", {"destination": destination_id}).json()["results"]
+    ]
+    assert ids == [destination_id]

@@ -5,8 +5,10 @@ import requests
 
 from accounts.tests.factories import AccountFactory
 from datapusher import __version__
+from destinations.models import Destination
 from destinations.tests.factories import DestinationFactory
 from server.models import Delivery, Event
+from server.services import ingest as ingest_service
 from server.tests.helpers import INGEST_URL, ingest
 
 pytestmark = pytest.mark.django_db
@@ -389,3 +391,28 @@ def test_an_unexpected_error_in_one_delivery_is_a_failed_entry(client, account, 
         delivery(broken, "failed", None, "unexpected error: RuntimeError"),
         delivery(fine),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_destination_deleted_while_the_event_is_stored_is_left_out(client, mocked, monkeypatch):
+    """A destination deleted (and committed) after the ingest read the account's destinations: its
+    delivery's foreign key fails at commit, and the event is stored again without it — 200, not 500."""
+    account = AccountFactory()
+    kept = DestinationFactory(account=account, url="https://kept.example.com/")
+    gone = DestinationFactory(account=account, url="https://gone.example.com/")
+    mocked.post("https://kept.example.com/", status=200)
+    real_event_store = ingest_service._event_store
+    raced = []
+
+    def store_after_a_delete(**kwargs):
+        if not raced:
+            raced.append(Destination.objects.filter(pk=gone.pk).delete())
+        return real_event_store(**kwargs)
+
+    monkeypatch.setattr(ingest_service, "_event_store", store_after_a_delete)
+    response = ingest(client, account)
+    assert response.status_code == 200
+    entries = response.json()["deliveries"]
+    assert [(d["destination_id"], d["status"]) for d in entries] == [(kept.id, "succeeded")]
+    stored = list(Delivery.objects.values_list("destination_id", flat=True))
+    assert (Event.objects.count(), stored) == (1, [kept.id])

@@ -132,3 +132,17 @@ def test_leasing_adds_no_statement_to_the_sync_ingest(client, mocked, django_ass
     with django_assert_max_num_queries(13):
         response = ingest(client, account)
     assert [d["status"] for d in response.json()["deliveries"]] == ["succeeded"] * 3
+
+
+def test_a_stale_senders_success_still_counts_when_nobody_holds_the_delivery(mocked):
+    """The worker's lease ran out and the dispatcher cleared it (to hand the delivery over again),
+    but no one has taken it yet when the worker's 200 arrives: the delivery is succeeded — a forward
+    move — and the message handed over finds it done instead of sending it a second time."""
+    delivery = pending_delivery()
+    worker_lease, worker_claimed = claim(delivery)
+    expire(delivery)
+    Delivery.objects.filter(pk=delivery.pk).update(lease_id=None, lease_expires_at=None)  # the dispatcher
+    mocked.post(URL, status=200)
+    send(worker_lease, worker_claimed)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempt_count, delivery.last_status_code) == ("succeeded", 1, 200)

@@ -229,9 +229,18 @@ def test_a_retry_while_a_worker_sends_is_refused_and_the_delivery_ends_succeeded
     assert len(receiver.requests) == 2
 
 
-def test_a_killed_ingest_leaves_nothing_stranded(worker, dispatcher, receiver, queue_mode):
-    """Deliveries stored but never published (the web process died between commit and publish):
-    the dispatcher finds them pending and never handed over, and publishes them."""
+@pytest.mark.parametrize(
+    "left_behind",
+    [
+        {"lease_id": uuid.uuid4(), "lease_expires_at": timezone.now() - timedelta(seconds=1)},
+        {"lease_id": None, "lease_expires_at": None},
+    ],
+    ids=["sync-ingest-killed-mid-send", "queue-ingest-killed-before-publishing"],
+)
+def test_a_killed_ingest_leaves_nothing_stranded(worker, dispatcher, receiver, queue_mode, left_behind):
+    """A web process killed mid-ingest leaves a pending delivery: under its own lease, run out (sync
+    mode, killed while sending), or stored but never published (queue mode, killed between commit
+    and publish). The dispatcher finds it and a worker sends it."""
     account = AccountFactory()
     destination = DestinationFactory(account=account, url=receiver.url)
     event = Event.objects.create(account=account, body='{"a": 1}')
@@ -241,8 +250,7 @@ def test_a_killed_ingest_leaves_nothing_stranded(worker, dispatcher, receiver, q
         url=destination.url,
         http_method="POST",
         next_attempt_at=timezone.now(),
-        lease_id=uuid.uuid4(),  # the dead ingest's lease, already run out
-        lease_expires_at=timezone.now() - timedelta(seconds=1),
+        **left_behind,
     )
     worker()
     dispatcher()
