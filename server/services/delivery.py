@@ -3,7 +3,8 @@
 Every send — the ingest's first attempt, a worker's, a manual retry or redelivery — holds a lease on
 the delivery (lease_id + lease_expires_at, taken with one conditional UPDATE) and writes its outcome
 only WHERE lease_id is still its own. A sender whose lease ran out and was taken over has its
-attempt recorded, and moves nothing else. HTTP runs on the delivery pool's threads (server.http);
+attempt recorded and counted, and moves nothing else — except a success, onto a delivery still
+pending that nobody holds. HTTP runs on the delivery pool's threads (server.http);
 every database read and write happens on the calling thread.
 """
 
@@ -83,7 +84,7 @@ def query_params(data: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def event_payloads(events: Iterable[Event]) -> dict[Any, Payload]:
+def event_payloads(*, events: Iterable[Event]) -> dict[Any, Payload]:
     """Each event's body, by event_id, as deliveries_send takes them."""
     payloads = {}
     for event in events:
@@ -438,5 +439,5 @@ def delivery_attempt_due(*, delivery_pk: int) -> None:
     deliveries_fail_orphaned(deliveries=orphaned, lease_id=lease_id)
     sendable = [d for d in claimed if d.destination is not None]
     deliveries_send(
-        deliveries=sendable, lease_id=lease_id, payloads=event_payloads(d.event for d in sendable)
+        deliveries=sendable, lease_id=lease_id, payloads=event_payloads(events=(d.event for d in sendable))
     )

@@ -29,7 +29,7 @@ def deliveries_redeliver(*, deliveries: QuerySet[Delivery]) -> list[Delivery]:
         deliveries_schedule_now(deliveries=claimed, lease_id=lease_id)
     else:
         deliveries_send(
-            deliveries=claimed, lease_id=lease_id, payloads=event_payloads({d.event for d in claimed})
+            deliveries=claimed, lease_id=lease_id, payloads=event_payloads(events={d.event for d in claimed})
         )
     return sorted(claimed, key=lambda d: d.pk)
 

@@ -30,7 +30,8 @@ def expire(delivery: Delivery) -> None:
 
 
 def send(lease_id: uuid.UUID, claimed: list[Delivery]) -> None:
-    deliveries_send(deliveries=claimed, lease_id=lease_id, payloads=event_payloads(d.event for d in claimed))
+    payloads = event_payloads(events=(d.event for d in claimed))
+    deliveries_send(deliveries=claimed, lease_id=lease_id, payloads=payloads)
 
 
 def test_a_held_delivery_cannot_be_claimed_again():
