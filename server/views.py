@@ -22,20 +22,23 @@ from server.serializers import (
     EventSerializer,
 )
 from server.services.dispatch import queue_mode
-from server.services.ingest import event_ingest
+from server.services.ingest import AccountBusy, event_ingest
 from server.services.log import DeliveryBusy, DestinationDeleted, delivery_retry, event_redeliver
 
 TOKEN_HEADER = "CL-X-TOKEN"  # noqa: S105 (a header name, not a secret)
 EVENT_ID_HEADER = "CL-X-EVENT-ID"
 EVENT_ID = re.compile(r"[!-~][ -~]{0,254}")  # 1-255 printable ASCII characters
+# An account at its share of waiting ingests is asked to come back this many seconds later.
+ACCOUNT_BUSY_RETRY_AFTER_SECONDS = 1
 
 
 @csrf_exempt
 def incoming_data(request: HttpRequest) -> JsonResponse:
     """Receive a JSON object for the account owning the CL-X-TOKEN and push it to its destinations.
 
-    Checks in order: method (405), token (401), body and CL-X-EVENT-ID (400 / 411 / 413); then 200 with
-    one entry per destination (202 with pending entries in queue mode). Authenticated by the token
+    Checks in order: method (405), token (401), body and CL-X-EVENT-ID (400 / 411 / 413), the
+    account's share of this process (429); then 200 with one entry per destination (202 with
+    pending entries in queue mode). Authenticated by the token
     alone: no user session, no CSRF.
     """
     if request.method != "POST":
@@ -65,7 +68,12 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
             message="Invalid Data",
             error=f"{EVENT_ID_HEADER} must be 1 to 255 printable ASCII characters.",
         )
-    outcome = event_ingest(account=account, body=body, data=data, external_id=external_id)
+    try:
+        outcome = event_ingest(account=account, body=body, data=data, external_id=external_id)
+    except AccountBusy:
+        response = ingest_error(status=429, message="Too Many Requests")
+        response["Retry-After"] = str(ACCOUNT_BUSY_RETRY_AFTER_SECONDS)
+        return response
     return JsonResponse(
         {
             "success": True,

@@ -159,6 +159,11 @@ class _Bulkhead:
                 self._requests += granted
             return granted
 
+    def has_room(self, account_id: Any) -> bool:
+        """May the account start a send now (fewer than its share waiting)?"""
+        with self._lock:
+            return self._by_account.get(account_id, (0, 0))[0] < settings.DATAPUSHER_ACCOUNT_CONCURRENCY
+
     def exit(self, account_id: Any) -> None:
         """The send that enter() admitted is no longer waiting."""
         self._change(account_id, sends=-1, requests=0)

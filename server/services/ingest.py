@@ -11,8 +11,12 @@ from django.utils import timezone
 from accounts.models import Account
 from destinations.models import Destination
 from server.models import Delivery, Event
-from server.services.delivery import deliveries_send, lease_duration
+from server.services.delivery import bulkhead, deliveries_send, lease_duration
 from server.services.dispatch import deliveries_hand_over, queue_mode
+
+
+class AccountBusy(Exception):
+    """The account already has its share of ingests waiting on destinations in this process."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,14 @@ def event_ingest(
     this account nothing is stored or sent: the first event's outcome is returned with
     `duplicate=True` (a unique constraint decides, so two concurrent requests cannot both deliver).
     A destination deleted while the event is stored is left out (the event is stored again without it).
+
+    Raises AccountBusy, storing nothing, when a sync-mode ingest would have to wait for the account's
+    share of this process (DATAPUSHER_ACCOUNT_CONCURRENCY ingests already waiting on destinations):
+    the sender is told to come back rather than have its deliveries left pending.
     """
     queued = queue_mode()
+    if not queued and not bulkhead.has_room(account.account_id):
+        raise AccountBusy
     lease_id = None if queued else uuid.uuid4()
     for last_try in (False, True):
         try:

@@ -118,16 +118,39 @@ def test_another_account_is_delivered_while_one_account_tries_to_take_the_pool(
 
 
 @pytest.mark.django_db
+def test_an_account_at_its_share_of_waiting_ingests_is_told_to_come_back(client, receiver, held, limits):
+    """Four of the account's ingests already wait on a slow destination (its share): the next one
+    answers 429 with Retry-After at once and stores nothing — the sender keeps its event and sends
+    it again later. Another account's ingest is served as usual."""
+    busy, other = AccountFactory(), AccountFactory()
+    for _ in range(4):
+        occupy(busy.account_id, f"{receiver.url}/slow", 1)
+    wait_in_flight(receiver, 4)
+    DestinationFactory(account=busy, url=f"{receiver.url}/later")
+    DestinationFactory(account=other, url=f"{receiver.url}/fast")
+    response = ingest(client, busy)
+    assert (response.status_code, response.json(), response.headers["Retry-After"]) == (
+        429,
+        {"success": False, "message": "Too Many Requests"},
+        "1",
+    )
+    assert (Event.objects.count(), Delivery.objects.count()) == (0, 0)
+    assert [d["status"] for d in ingest(client, other).json()["deliveries"]] == ["succeeded"]
+    assert [r.path for r in receiver.requests].count("/later") == 0
+
+
+@pytest.mark.django_db
 def test_deliveries_that_find_no_slot_stay_pending_with_no_attempt(
     client, api_client, receiver, held, limits
 ):
-    """An ingest of an account at its limit answers at once: its deliveries pending (not failed, no
-    attempt spent, lease released, due again shortly). Once the account's requests end, an event
-    redelivery sends them."""
+    """Two other accounts hold every slot of the pool (28 and 4 of 32): an ingest of a third is
+    stored and answered at once, its deliveries pending (not failed, no attempt spent, lease
+    released, due again shortly). Once slots are free, an event redelivery sends them."""
     account = AccountFactory()
-    for _ in range(4):  # four ingests waiting on a slow destination: the account's share of sends
-        occupy(account.account_id, f"{receiver.url}/slow", 1)
-    wait_in_flight(receiver, 4)
+    occupy("first", f"{receiver.url}/slow", 28)
+    wait_in_flight(receiver, 28)
+    occupy("second", f"{receiver.url}/slow", 4)
+    wait_in_flight(receiver, 32)
     destinations = DestinationFactory.create_batch(2, account=account, url=f"{receiver.url}/later")
     answer = ingest(client, account).json()
     assert [
@@ -139,7 +162,7 @@ def test_deliveries_that_find_no_slot_stay_pending_with_no_attempt(
     assert Attempt.objects.count() == 0
     held.set()
     for _ in range(200):
-        if account.account_id not in delivery.bulkhead._by_account:
+        if not delivery.bulkhead._requests:
             break
         threading.Event().wait(0.02)
     sent = api_client.post(f"/api/events/{answer['event_id']}/redeliver/").json()
@@ -150,7 +173,7 @@ def test_deliveries_that_find_no_slot_stay_pending_with_no_attempt(
 @pytest.mark.django_db
 def test_a_workers_task_for_an_account_at_its_limit_is_put_back_without_an_attempt(receiver, held, limits):
     """In a worker process too: with the account's four sends waiting, its next task neither sends
-    nor spends an attempt; the delivery is released, due a second later, for the dispatcher."""
+    nor spends an attempt; the delivery is released, due 1 to 5 s later, for the dispatcher."""
     account = AccountFactory()
     for _ in range(4):
         occupy(account.account_id, f"{receiver.url}/slow", 1)
