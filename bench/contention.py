@@ -244,9 +244,10 @@ def isolation(ingests: int, connections: int, slow: float) -> None:
             )
         print(f"    B p50 flood / quiet: {statistics.median(busy[0]) / statistics.median(quiet[0]):.2f}")
         answered, succeeded = a_counts.pop("answered 200", 0), a_counts.pop("succeeded", 0)
+        refused = a_counts.pop("answered 429", 0)
         print(
             f"    A, {a_seconds:.1f} s of flood: {answered} ingests answered 200 "
-            f"({answered / a_seconds:.1f}/s); "
+            f"({answered / a_seconds:.1f}/s), {refused} answered 429 ({refused / a_seconds:.1f}/s); "
             f"deliveries {succeeded} succeeded ({succeeded / a_seconds:.1f}/s), "
             f"{a_counts.pop('not started', 0)} not started (left pending); other: {dict(a_counts)}; "
             f"at most {slow_receiver.max_in_flight} of A's requests in flight (bound 2 x 16 sends x 3 = 96)"

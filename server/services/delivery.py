@@ -8,13 +8,14 @@ pending that nobody holds. HTTP runs on the delivery pool's threads (server.http
 every database read and write happens on the calling thread.
 """
 
+import contextlib
 import json
 import logging
 import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
@@ -130,52 +131,68 @@ class _Bulkhead:
 
     Two things are scarce: the threads that wait for a send (web threads for an ingest, worker
     threads for a task) and the delivery pool's DATAPUSHER_DELIVERY_CONCURRENCY request slots.
-    With S = DATAPUSHER_ACCOUNT_CONCURRENCY, an account may have at most S sends waiting at once,
-    and may start a request while it has fewer than S in flight or while S slots stay free for the
-    others after it. So one account alone may use all but S slots, an ingest to many destinations
-    is not split while the pool has room, and while one account is over its share the others find
-    S slots between them. (Two accounts flooding at once may hold 2 x S threads.)
+    With S = DATAPUSHER_ACCOUNT_CONCURRENCY, an account may have at most S threads holding it
+    (waiting on its sends) at once, and may take a request slot while it has fewer than S in flight
+    or while S slots stay free for the others after it. So one account alone may use all but S
+    slots, an ingest to many destinations is not split while the pool has room, and while one
+    account is over its share the others find S slots between them. (Two accounts flooding at once
+    may hold 2 x S threads.)
 
-    Nothing waits for a slot: a request that gets none is not started (its delivery stays pending).
+    Nothing waits: a thread that cannot hold the account does not send, and a request that gets no
+    slot is not started (its delivery stays pending).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests = 0
-        self._by_account: dict[Any, list[int]] = {}  # account -> [sends waiting, requests in flight]
+        self._by_account: dict[Any, list[int]] = {}  # account -> [threads holding it, requests in flight]
+        self._held = threading.local()  # this thread: account -> how many nested holds
 
-    def enter(self, account_id: Any, wanted: int) -> int:
-        """Start a send of `wanted` requests for the account: how many of them may go now. If any,
-        the send counts as waiting until exit(); each granted request holds a slot until release()."""
+    @contextlib.contextmanager
+    def hold(self, account_id: Any) -> Iterator[bool]:
+        """Count this thread as one of the account's waiting sends while inside, if the account has
+        fewer than its share: yields whether it had. Re-entrant: a thread counts once per account."""
+        if not hasattr(self._held, "depth"):
+            self._held.depth = {}
+        depth: dict[Any, int] = self._held.depth
+        if not depth.get(account_id):
+            with self._lock:
+                counts = self._by_account.setdefault(account_id, [0, 0])
+                admitted = counts[0] < settings.DATAPUSHER_ACCOUNT_CONCURRENCY
+                if admitted:
+                    counts[0] += 1
+            if not admitted:
+                yield False
+                return
+        depth[account_id] = depth.get(account_id, 0) + 1
+        try:
+            yield True
+        finally:
+            depth[account_id] -= 1
+            if not depth[account_id]:
+                del depth[account_id]
+                self._change(account_id, threads=-1, requests=0)
+
+    def take(self, account_id: Any, wanted: int) -> int:
+        """Take up to `wanted` request slots for an account this thread holds; returns how many. Each
+        is given back with release()."""
         share, pool = settings.DATAPUSHER_ACCOUNT_CONCURRENCY, settings.DATAPUSHER_DELIVERY_CONCURRENCY
         with self._lock:
-            sends, requests = self._by_account.get(account_id, (0, 0))
-            if sends >= share:
-                return 0
+            counts = self._by_account[account_id]
             free = pool - self._requests
-            granted = max(0, min(wanted, max(share - requests, free - share), free))
-            if granted:
-                self._by_account[account_id] = [sends + 1, requests + granted]
-                self._requests += granted
+            granted = max(0, min(wanted, max(share - counts[1], free - share), free))
+            counts[1] += granted
+            self._requests += granted
             return granted
 
-    def has_room(self, account_id: Any) -> bool:
-        """May the account start a send now (fewer than its share waiting)?"""
-        with self._lock:
-            return self._by_account.get(account_id, (0, 0))[0] < settings.DATAPUSHER_ACCOUNT_CONCURRENCY
-
-    def exit(self, account_id: Any) -> None:
-        """The send that enter() admitted is no longer waiting."""
-        self._change(account_id, sends=-1, requests=0)
-
     def release(self, account_id: Any) -> None:
-        """One request granted by enter() has ended."""
-        self._change(account_id, sends=0, requests=-1)
+        """One request slot taken with take() is free again."""
+        self._change(account_id, threads=0, requests=-1)
 
-    def _change(self, account_id: Any, *, sends: int, requests: int) -> None:
+    def _change(self, account_id: Any, *, threads: int, requests: int) -> None:
         with self._lock:
             counts = self._by_account[account_id]
-            counts[0] += sends
+            counts[0] += threads
             counts[1] += requests
             self._requests += requests
             if counts == [0, 0]:
@@ -233,15 +250,12 @@ def _fan_out(requests: Sequence[tuple[Any, dict[str, Any]]]) -> list[SendResult 
         wanted.setdefault(account_id, []).append(index)
     executor = _executor_get()
     started: list[tuple[int, Future]] = []
-    admitted: list[Any] = []
     submitted, clock = time.time(), time.monotonic()
-    try:
+    with contextlib.ExitStack() as held:
         for account_id, indexes in wanted.items():
-            granted = bulkhead.enter(account_id, len(indexes))
-            if not granted:
-                continue
-            admitted.append(account_id)
-            started += _submit(executor, account_id, [(i, requests[i][1]) for i in indexes[:granted]])
+            if held.enter_context(bulkhead.hold(account_id)):
+                granted = bulkhead.take(account_id, len(indexes))
+                started += _submit(executor, account_id, [(i, requests[i][1]) for i in indexes[:granted]])
         deadline = http.deadline_seconds()
         give_up_at = clock + deadline + FAN_OUT_GRACE_SECONDS
         for index, future in started:
@@ -250,9 +264,6 @@ def _fan_out(requests: Sequence[tuple[Any, dict[str, Any]]]) -> list[SendResult 
             except FuturesTimeout:  # stuck where the watchdog cannot reach, such as a DNS lookup
                 error = http.OutboundTimeout(f"no complete response within {deadline:g}s")
                 results[index] = (error, submitted, time.monotonic() - clock)
-    finally:
-        for account_id in admitted:
-            bulkhead.exit(account_id)
     return results
 
 

@@ -1,5 +1,6 @@
 """The ingest: one accepted event in, one delivery per destination of the account out."""
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from functools import partial
@@ -75,8 +76,17 @@ def event_ingest(
     the sender is told to come back rather than have its deliveries left pending.
     """
     queued = queue_mode()
-    if not queued and not bulkhead.has_room(account.account_id):
-        raise AccountBusy
+    # Sync mode: this thread holds one of the account's places from the first statement to the
+    # last outcome; the account's ingests beyond its share are refused before anything is stored.
+    with contextlib.nullcontext(True) if queued else bulkhead.hold(account.account_id) as admitted:
+        if not admitted:
+            raise AccountBusy
+        return _event_ingest(account=account, body=body, data=data, external_id=external_id, queued=queued)
+
+
+def _event_ingest(
+    *, account: Account, body: bytes, data: dict[str, Any], external_id: str | None, queued: bool
+) -> IngestOutcome:
     lease_id = None if queued else uuid.uuid4()
     for last_try in (False, True):
         try:

@@ -65,31 +65,58 @@ def wait_in_flight(receiver, count: int) -> None:
 def test_one_account_may_take_all_but_a_share_of_the_pool(limits):
     """Alone, an account may use all but 4 of the 32 slots; a newcomer still gets those 4."""
     bulkhead = delivery._Bulkhead()
-    assert bulkhead.enter("a", 3) == 3
-    assert bulkhead.enter("a", 30) == 25
-    assert bulkhead.enter("b", 10) == 4
-    assert bulkhead.enter("c", 1) == 0
-    bulkhead.release("b")
-    assert bulkhead.enter("c", 1) == 1
-    assert (bulkhead._by_account["a"], bulkhead._by_account["b"], bulkhead._requests) == ([2, 28], [1, 3], 32)
+    with bulkhead.hold("a"), bulkhead.hold("b"), bulkhead.hold("c"):
+        assert bulkhead.take("a", 3) == 3
+        assert bulkhead.take("a", 30) == 25
+        assert bulkhead.take("b", 10) == 4
+        assert bulkhead.take("c", 1) == 0
+        bulkhead.release("b")
+        assert bulkhead.take("c", 1) == 1
+        assert (bulkhead._by_account, bulkhead._requests) == ({"a": [1, 28], "b": [1, 3], "c": [1, 1]}, 32)
 
 
-def test_an_account_may_have_at_most_its_share_of_sends_waiting(limits):
-    """Four sends of one account waiting (each holding a thread): a fifth is not admitted, however
-    free the pool; once one ends, the next is."""
+def test_an_account_may_have_at_most_its_share_of_threads_waiting(limits):
+    """Five threads sending for one account at once: four hold it, the fifth is refused however free
+    the pool; once one lets go, another may hold it."""
     bulkhead = delivery._Bulkhead()
-    assert [bulkhead.enter("a", 1) for _ in range(5)] == [1, 1, 1, 1, 0]
-    bulkhead.exit("a")
-    assert bulkhead.enter("a", 1) == 1
+    release, results = threading.Event(), []
+
+    def send():
+        with bulkhead.hold("a") as admitted:
+            results.append(admitted)
+            if admitted:
+                release.wait(5)
+
+    threads = [threading.Thread(target=send) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for _ in range(200):
+        if len(results) == 5:
+            break
+        threading.Event().wait(0.01)
+    assert sorted(results) == [False, True, True, True, True]
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    with bulkhead.hold("a") as admitted:
+        assert admitted
+
+
+def test_a_thread_holds_an_account_once_however_deep(limits):
+    """The ingest holds its account and its fan-out holds it again: one place, not two."""
+    bulkhead = delivery._Bulkhead()
+    with bulkhead.hold("a"), bulkhead.hold("a") as again:
+        assert (again, bulkhead._by_account["a"][0]) == (True, 1)
+    assert bulkhead._by_account == {}
 
 
 def test_counts_go_back_to_zero(limits):
-    """Every slot and send is given back: nothing leaks."""
+    """Every slot and place is given back: nothing leaks."""
     bulkhead = delivery._Bulkhead()
-    assert bulkhead.enter("a", 20) == 20
-    for _ in range(20):
-        bulkhead.release("a")
-    bulkhead.exit("a")
+    with bulkhead.hold("a"):
+        assert bulkhead.take("a", 20) == 20
+        for _ in range(20):
+            bulkhead.release("a")
     assert (bulkhead._requests, bulkhead._by_account) == (0, {})
 
 
