@@ -38,8 +38,7 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
 
     Checks in order: method (405), token (401), body and CL-X-EVENT-ID (400 / 411 / 413), the
     account's share of this process (429); then 200 with one entry per destination (202 with
-    pending entries in queue mode). Authenticated by the token
-    alone: no user session, no CSRF.
+    pending entries in queue mode). Authenticated by the token alone: no user session, no CSRF.
     """
     if request.method != "POST":
         response = ingest_error(status=405, message="Invalid Data")
