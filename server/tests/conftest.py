@@ -224,17 +224,16 @@ def web_env(*, database_url: str, **overrides: str) -> dict[str, str]:
     )
 
 
+def python(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run Python with `args` in the repository, with `env`, to its end (2 minutes at most)."""
+    return subprocess.run(  # noqa: S603 (our own command line)
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def manage(*args: str, env: dict[str, str]) -> str:
     """Run `manage.py` in a subprocess with `env`; returns its stdout."""
-    finished = subprocess.run(  # noqa: S603 (our own command line)
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    finished = python("manage.py", *args, env=env)
     assert finished.returncode == 0, f"manage.py {' '.join(args)} failed:\n{finished.stderr[-4000:]}"
     return finished.stdout
 

@@ -2,12 +2,10 @@
 which setting and why, instead of misbehaving later."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-from server.tests.conftest import ROOT
+from server.tests.conftest import python
 
 
 @pytest.mark.parametrize(
@@ -33,14 +31,6 @@ from server.tests.conftest import ROOT
 def test_a_setting_that_cannot_work_stops_the_process(variable, value, message):
     """Loading the settings with the bad value fails with ImproperlyConfigured naming it."""
     env = {**os.environ, "SECRET_KEY": "settings-test", "DEBUG": "false", variable: value}
-    finished = subprocess.run(
-        [sys.executable, "-c", "import datapusher.settings"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    finished = python("-c", "import datapusher.settings", env=env)
     assert finished.returncode == 1
     assert f"django.core.exceptions.ImproperlyConfigured: {message}" in finished.stderr
