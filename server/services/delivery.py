@@ -422,7 +422,7 @@ def _outcome_write(*, delivery: Delivery, change: _Change, lease_id: uuid.UUID, 
     return False
 
 
-def deliveries_fail_orphaned(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> None:
+def _fail_orphaned(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> None:
     """Fail for good the held deliveries whose destination was deleted: they cannot be sent."""
     now = timezone.now()
     Delivery.objects.filter(pk__in=[d.pk for d in deliveries], lease_id=lease_id).update(
@@ -452,7 +452,7 @@ def delivery_attempt_due(*, delivery_pk: int) -> None:
     )
     claimed = deliveries_claim(deliveries=due, lease_id=lease_id)
     orphaned = [d for d in claimed if d.destination is None]
-    deliveries_fail_orphaned(deliveries=orphaned, lease_id=lease_id)
+    _fail_orphaned(deliveries=orphaned, lease_id=lease_id)
     sendable = [d for d in claimed if d.destination is not None]
     deliveries_send(
         deliveries=sendable, lease_id=lease_id, payloads=event_payloads(events=(d.event for d in sendable))

@@ -29,6 +29,14 @@ def expire(delivery: Delivery) -> None:
     Delivery.objects.filter(pk=delivery.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 
 
+def taken_over(delivery: Delivery) -> tuple[uuid.UUID, list[Delivery], uuid.UUID, list[Delivery]]:
+    """A worker claims the delivery, its lease runs out, and a retry claims it: (worker's lease, what
+    the worker holds, retry's lease, what the retry holds)."""
+    worker_lease, worker_claimed = claim(delivery)
+    expire(delivery)
+    return worker_lease, worker_claimed, *claim(delivery)
+
+
 def send(lease_id: uuid.UUID, claimed: list[Delivery]) -> None:
     payloads = event_payloads(events=(d.event for d in claimed))
     deliveries_send(deliveries=claimed, lease_id=lease_id, payloads=payloads)
@@ -57,9 +65,7 @@ def test_a_stale_senders_failure_never_moves_a_succeeded_delivery_back(mocked, s
     pending again — so it is never sent after its success."""
     settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"  # a 503 would be retried
     delivery = pending_delivery()
-    worker_lease, worker_claimed = claim(delivery)
-    expire(delivery)
-    retry_lease, retry_claimed = claim(delivery)
+    worker_lease, worker_claimed, retry_lease, retry_claimed = taken_over(delivery)
     mocked.post(URL, status=200)
     send(retry_lease, retry_claimed)
     mocked.replace("POST", URL, status=503)
@@ -79,9 +85,7 @@ def test_a_stale_senders_failure_never_moves_a_succeeded_delivery_back(mocked, s
 def test_a_stale_sender_cannot_release_the_new_holders_lease(mocked):
     """The stale sender's write does not clear the lease the new holder still has."""
     delivery = pending_delivery()
-    worker_lease, worker_claimed = claim(delivery)
-    expire(delivery)
-    retry_lease, _ = claim(delivery)
+    worker_lease, worker_claimed, retry_lease, _ = taken_over(delivery)
     mocked.post(URL, status=500)
     send(worker_lease, worker_claimed)
     delivery.refresh_from_db()

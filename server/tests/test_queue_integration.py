@@ -33,9 +33,9 @@ def answer(handler, status: int) -> None:
     handler.end_headers()
 
 
-def stall_first_request(receiver) -> tuple[threading.Event, threading.Event]:
-    """The receiver holds its first request until `release` is set, then answers it 503; it answers
-    every later request 200 at once. Returns (first request arrived, release)."""
+def stalled_delivery(client, worker, dispatcher, receiver) -> tuple[Delivery, threading.Event]:
+    """One delivery, queued and taken by a worker, whose request the receiver holds until `release`
+    is set and then answers 503 (every later request: 200 at once). Returns (delivery, release)."""
     arrived, release = threading.Event(), threading.Event()
 
     def respond(handler):
@@ -47,7 +47,13 @@ def stall_first_request(receiver) -> tuple[threading.Event, threading.Event]:
             answer(handler, 200)
 
     receiver.respond = respond
-    return arrived, release
+    worker()
+    dispatcher()
+    account = AccountFactory()
+    DestinationFactory(account=account, url=receiver.url)
+    ingest(client, account)
+    assert arrived.wait(20)
+    return Delivery.objects.get(), release
 
 
 @pytest.mark.parametrize("broker_url", ["redis", "rabbitmq"], indirect=True)
@@ -182,14 +188,7 @@ def test_retry_taking_over_a_stalled_worker_is_never_undone(client, api_client, 
     """A worker's request stalls past its lease; a manual retry takes the delivery over (202), another
     worker thread sends it and it succeeds; then the stalled request gets its 503. That late answer
     is logged and counted, but the delivery stays succeeded and is never sent again."""
-    stalled, release = stall_first_request(receiver)
-    worker()
-    dispatcher()
-    account = AccountFactory()
-    DestinationFactory(account=account, url=receiver.url)
-    ingest(client, account)
-    assert stalled.wait(20)
-    delivery = Delivery.objects.get()
+    delivery, release = stalled_delivery(client, worker, dispatcher, receiver)
     busy = api_client.post(f"/api/deliveries/{delivery.delivery_id}/retry/")
     assert busy.status_code == 409  # the worker's lease still holds
     # The worker stalls past its lease (a long GC pause, a slow disk): the lease runs out.
@@ -212,14 +211,7 @@ def test_a_retry_while_a_worker_sends_is_refused_and_the_delivery_ends_succeeded
 ):
     """POST /retry/ while a worker holds the delivery: 409; the worker's 503 schedules the next
     attempt, which succeeds; the counts agree with the log and nothing is sent after the success."""
-    first, release = stall_first_request(receiver)
-    worker()
-    dispatcher()
-    account = AccountFactory()
-    DestinationFactory(account=account, url=receiver.url)
-    ingest(client, account)
-    assert first.wait(20)
-    delivery = Delivery.objects.get()
+    delivery, release = stalled_delivery(client, worker, dispatcher, receiver)
     assert api_client.post(f"/api/deliveries/{delivery.delivery_id}/retry/").status_code == 409
     release.set()
     wait_until(lambda: statuses() == ["succeeded"], 20, f"deliveries: {statuses()}")
