@@ -44,10 +44,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float, message: str) -> N
 
 @pytest.fixture
 def postgres(transactional_db):
-    """The worker is another process, so the test database must be a shared server: PostgreSQL."""
+    """Worker, dispatcher or gunicorn processes share the test database: it must be a server."""
     if connection.vendor != "postgresql":
         pytest.skip(
-            "the worker process needs a shared database: runs on PostgreSQL "
+            "other processes (worker, dispatcher, gunicorn) share the test database: runs on PostgreSQL "
             "(DATABASE_URL=postgres://postgres@127.0.0.1:5432/test make test; CI runs it)"
         )
     return connection.settings_dict
