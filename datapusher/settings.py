@@ -158,6 +158,9 @@ if not 1 <= DATAPUSHER_ACCOUNT_CONCURRENCY <= DATAPUSHER_DELIVERY_CONCURRENCY:
     )
 # At most this much of a destination's answer is read; the first 4 KiB are kept in the log.
 DATAPUSHER_RESPONSE_MAX_BYTES = env.int("DATAPUSHER_RESPONSE_MAX_BYTES", default=65_536)
+# The longest query string sent (for GET/DELETE destinations, the URL's own query and the event's
+# top-level keys): a longer one is never sent, as servers answer it with 414 however often retried.
+DATAPUSHER_MAX_QUERY_BYTES = env.int("DATAPUSHER_MAX_QUERY_BYTES", default=8192)
 # SSRF guard: destinations on loopback, private, link-local... addresses are refused unless their
 # network is listed here (CIDRs, e.g. "10.20.0.0/16,127.0.0.1/32"). None by default.
 DATAPUSHER_ALLOWED_NETWORKS = env.list("DATAPUSHER_ALLOWED_NETWORKS", default=[])
@@ -201,7 +204,12 @@ DATAPUSHER_PUBLISH_BACKOFF = env.float("DATAPUSHER_PUBLISH_BACKOFF", default=5.0
 DATAPUSHER_DISPATCH_INTERVAL = env.float("DATAPUSHER_DISPATCH_INTERVAL", default=1.0)
 DATAPUSHER_DISPATCH_BATCH = env.int("DATAPUSHER_DISPATCH_BATCH", default=500)
 DATAPUSHER_REDISPATCH_AFTER = env.float("DATAPUSHER_REDISPATCH_AFTER", default=3600)
-for _name in ("DATAPUSHER_PUBLISH_TIMEOUT", "DATAPUSHER_DISPATCH_INTERVAL", "DATAPUSHER_DISPATCH_BATCH"):
+for _name in (
+    "DATAPUSHER_MAX_QUERY_BYTES",
+    "DATAPUSHER_PUBLISH_TIMEOUT",
+    "DATAPUSHER_DISPATCH_INTERVAL",
+    "DATAPUSHER_DISPATCH_BATCH",
+):
     if globals()[_name] <= 0:
         raise ImproperlyConfigured(f"{_name} must be greater than 0.")
 

@@ -3,7 +3,10 @@
 One shared `requests.Session` (connection pooling) with:
 - a User-Agent naming the product, and no proxies or .netrc credentials from the environment;
 - the connect/read timeouts from settings on every request, plus an overall deadline that a
-  destination dripping its answer byte by byte cannot stretch (a watchdog shuts the socket);
+  destination dripping its answer byte by byte cannot stretch (one thread per process keeps the
+  deadlines of all requests in flight, and shuts the socket of any request past its own);
+- at most DATAPUSHER_MAX_QUERY_BYTES of query string: a longer one is refused before anything is
+  sent, since servers answer it with 414 however often it is retried;
 - redirects never followed, and at most DATAPUSHER_RESPONSE_MAX_BYTES of a body read;
 - the SSRF guard: the address actually connected to is checked at connect time, after DNS, so
   hostnames resolving to private addresses and DNS rebinding are refused, not only literal IPs;
@@ -12,12 +15,16 @@ One shared `requests.Session` (connection pooling) with:
 
 import contextlib
 import email.utils
+import heapq
 import ipaddress
+import itertools
 import logging
+import os
 import re
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +32,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from requests.utils import requote_uri
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
@@ -52,6 +60,13 @@ class OutboundConnectionError(OutboundError):
 
 class AddressNotAllowed(OutboundError):
     """The destination resolves only to addresses the SSRF guard refuses. Never retried."""
+
+    retryable = False
+
+
+class QueryTooLong(OutboundError):
+    """The query string would exceed DATAPUSHER_MAX_QUERY_BYTES; nothing was sent. Never retried:
+    the event's data does not get shorter."""
 
     retryable = False
 
@@ -154,23 +169,27 @@ _current = threading.local()
 
 
 class _Watchdog:
-    """Shuts the request's socket down when the deadline passes, ending any blocked read."""
+    """One request's overall deadline: when it passes, the request's socket is shut down, ending
+    any blocked read. Fired by the process's deadline thread (_deadlines)."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.fired = False
+        self.finished = False
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
 
     def __enter__(self) -> "_Watchdog":
         _current.watchdog = self
-        self._timer.start()
+        _deadlines.add(self)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._timer.cancel()
+        with self._lock:
+            # From here the socket may be back in the connection pool, serving another request:
+            # a deadline passing now must leave it alone.
+            self.finished = True
+            self._sock = None
         _current.watchdog = None
 
     def watch(self, sock: socket.socket | None) -> None:
@@ -179,15 +198,71 @@ class _Watchdog:
             if self.fired:
                 self._shutdown()
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
-            self.fired = True
-            self._shutdown()
+            if not self.finished:
+                self.fired = True
+                self._shutdown()
 
     def _shutdown(self) -> None:
         if self._sock is not None:
             with contextlib.suppress(OSError):  # already closed
                 self._sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Deadlines:
+    """The deadlines of all requests in flight in this process, and the one daemon thread that
+    fires each watchdog whose deadline passes.
+
+    One thread for all, started when first needed: a timer thread per request cost a thread's
+    creation and dozens of context switches on every send. Entering is a heap push that wakes the
+    thread only when it brings the earliest deadline forward; leaving only marks the watchdog
+    finished, and the thread drops finished entries as it comes to them.
+    """
+
+    def __init__(self) -> None:
+        self._start_afresh()
+        # A forked child (gunicorn forks its workers after import) has none of its parent's threads,
+        # and the lock may have been held by one of them at the fork: it starts its own.
+        os.register_at_fork(after_in_child=self._start_afresh)
+
+    def _start_afresh(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._order = itertools.count()  # equal deadlines never compare their watchdogs
+        self._thread: threading.Thread | None = None
+
+    def add(self, watchdog: _Watchdog) -> None:
+        due = time.monotonic() + watchdog.seconds
+        with self._condition:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="datapusher-deadlines", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._heap, (due, next(self._order), watchdog))
+            if self._heap[0][2] is watchdog:
+                self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            for watchdog in self._wait_for_expired():
+                watchdog.fire()  # outside the condition's lock: requests keep entering meanwhile
+
+    def _wait_for_expired(self) -> list[_Watchdog]:
+        """Wait until the deadline of a request still in flight has passed; take those off the heap."""
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                expired = []
+                while self._heap and (self._heap[0][2].finished or self._heap[0][0] <= now):
+                    watchdog = heapq.heappop(self._heap)[2]
+                    if not watchdog.finished:
+                        expired.append(watchdog)
+                if expired:
+                    return expired
+                self._condition.wait(self._heap[0][0] - now if self._heap else None)
+
+
+_deadlines = _Deadlines()
 
 
 # --- The session ----------------------------------------------------------------------------------
@@ -248,6 +323,23 @@ def _read_capped(chunks: Iterable[bytes], limit: int) -> bytes:
     return bytes(body[:limit])
 
 
+def _encoded_query(url: str, params: Sequence[tuple[str, str]]) -> str:
+    """`params` URL-encoded as requests encodes them, for it to send as they are.
+
+    Raises QueryTooLong when they and the URL's own query make a query string longer than
+    DATAPUSHER_MAX_QUERY_BYTES.
+    """
+    encoded = urllib.parse.urlencode(params)
+    query = "&".join(part for part in (urllib.parse.urlsplit(url).query, encoded) if part)
+    size = len(requote_uri(query))  # as sent: requests quotes what the URL itself left unquoted
+    limit = settings.DATAPUSHER_MAX_QUERY_BYTES
+    if size > limit:
+        raise QueryTooLong(
+            f"query string of {size} bytes exceeds DATAPUSHER_MAX_QUERY_BYTES ({limit}); not sent"
+        )
+    return encoded
+
+
 def send(
     *,
     method: str,
@@ -258,9 +350,10 @@ def send(
 ) -> OutboundResponse:
     """Send one request; return its status and the start of its body.
 
-    Raises OutboundTimeout, OutboundConnectionError, AddressNotAllowed or OutboundError when there
-    is no complete answer within the deadline.
+    Raises QueryTooLong before anything is sent; OutboundTimeout, OutboundConnectionError,
+    AddressNotAllowed or OutboundError when there is no complete answer within the deadline.
     """
+    query = _encoded_query(url, params)
     connect_timeout = settings.DATAPUSHER_CONNECT_TIMEOUT
     read_timeout = settings.DATAPUSHER_READ_TIMEOUT
     deadline = deadline_seconds()
@@ -270,7 +363,7 @@ def send(
                 method,
                 url,
                 headers=headers,
-                params=params,
+                params=query,
                 data=body,
                 timeout=(connect_timeout, read_timeout),
                 allow_redirects=False,

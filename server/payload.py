@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +23,7 @@ class LengthRequired(Exception):
 
 
 JSON_MEDIA_TYPE = "application/json"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 READ_SIZE = 64 * 1024
 
 
@@ -69,8 +71,8 @@ def _is_json_media_type(content_type: str) -> bool:
     )
 
 
-def payload_parse(*, body: bytes, content_type: str, charset: str | None) -> dict[str, Any]:
-    """Return the JSON object in `body`. Raises InvalidPayload for anything else.
+def payload_parse(*, body: bytes, content_type: str, charset: str | None) -> tuple[str, dict[str, Any]]:
+    """Return `body` decoded, and the JSON object it holds. Raises InvalidPayload for anything else.
 
     Anything else: a non-JSON Content-Type (form-encoded, multipart, text), a charset other than
     UTF-8, bytes that are not UTF-8, unparseable or empty text, NaN/Infinity, strings that are not
@@ -81,13 +83,21 @@ def payload_parse(*, body: bytes, content_type: str, charset: str | None) -> dic
     if charset is not None and charset.lower() not in ("utf-8", "utf8"):
         raise InvalidPayload(f"charset {charset} is not UTF-8")
     try:
-        data = json.loads(
-            body.decode("utf-8"),
-            parse_constant=_reject_constant,
-            parse_float=_parse_finite_float,
-        )
-        # Lone surrogates parse but cannot be sent on as UTF-8; refuse them now, not mid-delivery.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidPayload(str(err)) from err
+    return text, payload_loads(text)
+
+
+def payload_loads(text: str) -> dict[str, Any]:
+    """The JSON object in `text` (see payload_parse). Raises InvalidPayload."""
+    try:
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_finite_float)
+        # Lone surrogates parse (from \uD800-\uDFFF escapes, the only way UTF-8 text holds one) but
+        # cannot be sent on as UTF-8: refuse them now, not mid-delivery. Only a body with such an
+        # escape pays for encoding it all again to find out.
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError) as err:
         raise InvalidPayload(str(err)) from err
     if not isinstance(data, dict):

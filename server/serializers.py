@@ -50,23 +50,6 @@ class DeliverySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DeliveryResultSerializer(DeliverySerializer):
-    """One delivery as the ingest answers it."""
-
-    class Meta(DeliverySerializer.Meta):
-        fields = [
-            "delivery_id",
-            "destination_id",
-            "url",
-            "http_method",
-            "status",
-            "status_code",
-            "error",
-            "duration_ms",
-        ]
-        read_only_fields = fields
-
-
 class DeliveryDetailSerializer(DeliverySerializer):
     attempts = AttemptSerializer(many=True, read_only=True)
 

@@ -1,4 +1,5 @@
 import re
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -8,15 +9,20 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.selectors import account_get_by_token
 from datapusher.errors import ingest_error
 from datapusher.filters import ListFiltersMixin
 from server.filters import DeliveryFilter, EventFilter
+from server.models import Delivery
 from server.payload import InvalidPayload, LengthRequired, PayloadTooLarge, payload_parse, request_body
-from server.selectors import delivery_detail_list, delivery_list, event_detail_list, event_list
+from server.selectors import (
+    delivery_detail_list,
+    delivery_list,
+    event_detail_list,
+    event_list,
+    ingest_target_by_token,
+)
 from server.serializers import (
     DeliveryDetailSerializer,
-    DeliveryResultSerializer,
     DeliverySerializer,
     EventDetailSerializer,
     EventSerializer,
@@ -44,12 +50,12 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
         response = ingest_error(status=405, message="Invalid Data")
         response["Allow"] = "POST"
         return response
-    account = account_get_by_token(token=request.headers.get(TOKEN_HEADER, ""))
-    if account is None:
+    target = ingest_target_by_token(token=request.headers.get(TOKEN_HEADER, ""))
+    if target is None:
         return ingest_error(status=401, message="Un Authenticate")
     try:
         body = request_body(request=request)
-        data = payload_parse(
+        text, data = payload_parse(
             body=body,
             content_type=request.content_type or "",
             charset=request.content_params.get("charset"),
@@ -68,7 +74,7 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
             error=f"{EVENT_ID_HEADER} must be 1 to 255 printable ASCII characters.",
         )
     try:
-        outcome = event_ingest(account=account, body=body, data=data, external_id=external_id)
+        outcome = event_ingest(target=target, body=body, text=text, data=data, external_id=external_id)
     except AccountBusy:
         response = ingest_error(status=429, message="Too Many Requests")
         response["Retry-After"] = str(ACCOUNT_BUSY_RETRY_AFTER_SECONDS)
@@ -79,10 +85,24 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
             "message": "Data Received",
             "event_id": str(outcome.event.event_id),
             "duplicate": outcome.duplicate,
-            "deliveries": DeliveryResultSerializer(outcome.deliveries, many=True).data,
+            "deliveries": [_delivery_result(delivery) for delivery in outcome.deliveries],
         },
         status=202 if outcome.queued else 200,
     )
+
+
+def _delivery_result(delivery: Delivery) -> dict[str, Any]:
+    """One delivery as the ingest answers it (built by hand: a serializer cost 9 % of an ingest)."""
+    return {
+        "delivery_id": str(delivery.delivery_id),
+        "destination_id": delivery.destination_id,
+        "url": delivery.url,
+        "http_method": delivery.http_method,
+        "status": delivery.status,
+        "status_code": delivery.last_status_code,
+        "error": delivery.error or None,
+        "duration_ms": delivery.duration_ms,
+    }
 
 
 class EventViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):

@@ -1,9 +1,12 @@
 """The outbound HTTP module against real local sockets: the faults a mock would hide."""
 
+import contextlib
 import ipaddress
+import multiprocessing
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -15,6 +18,39 @@ def _unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _serve_one_connection(script: Callable[[socket.socket], None]) -> tuple[str, threading.Thread]:
+    """A loopback TCP server, in a thread, answering its one connection's request with
+    `script(conn)` until the client cuts it off: for destinations that misbehave. Returns its URL
+    and the thread, which ends with the connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        with listener:
+            conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):  # the client cuts us off
+            conn.recv(65536)
+            script(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/", thread
+
+
+class _DrippingBody:
+    """An answer for _serve_one_connection: a status and headers at once, then a byte of its body
+    every 0.1 s (never tripping a read timeout) until `stop` is set, which closes it unfinished."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()  # the request has arrived
+        self.stop = threading.Event()
+
+    def __call__(self, conn: socket.socket) -> None:
+        self.reached.set()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+        while not self.stop.wait(0.1):
+            conn.sendall(b"x")
 
 
 def test_connection_refused_is_a_connection_error():
@@ -63,29 +99,18 @@ def test_redirect_is_returned_not_followed(receiver):
 
 def test_huge_response_body_is_not_read():
     """A destination streaming an endless body gets its status read and the connection closed."""
-    listener = socket.create_server(("127.0.0.1", 0))
     sent = {"bytes": 0}
 
-    def endless():
-        conn, _ = listener.accept()
-        conn.recv(65536)
+    def endless(conn):
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
         chunk = b"x" * 65536
-        try:
-            while sent["bytes"] < 10**9:
-                conn.sendall(chunk)
-                sent["bytes"] += len(chunk)
-        except OSError:
-            pass
-        conn.close()
+        while sent["bytes"] < 10**9:
+            conn.sendall(chunk)
+            sent["bytes"] += len(chunk)
 
-    thread = threading.Thread(target=endless, daemon=True)
-    thread.start()
-    response = http.send(
-        method="POST", url=f"http://127.0.0.1:{listener.getsockname()[1]}/", headers={}, body=b"{}"
-    )
+    url, thread = _serve_one_connection(endless)
+    response = http.send(method="POST", url=url, headers={}, body=b"{}")
     thread.join(timeout=5)
-    listener.close()
     assert response.status_code == 200
     assert not thread.is_alive()
     assert sent["bytes"] < 50_000_000
@@ -142,3 +167,128 @@ def test_guard_refuses_before_connecting(settings, receiver):
     assert str(excinfo.value) == "destination address not allowed: 127.0.0.1"
     assert excinfo.value.retryable is False
     assert receiver.requests == []
+
+
+def test_query_parameters_reach_the_wire_encoded_as_requests_encodes_them(receiver):
+    """After the URL's own query: JSON text, non-ASCII keys and values, reserved characters."""
+    params = [("a", "1"), ("b", '{"x":1}'), ("clé", "café ☕"), ("sp ace", "a&b=c+d/é")]
+    http.send(method="GET", url=f"{receiver.url}/in?token=t%2F1", headers={}, params=params)
+    assert [r.path for r in receiver.requests] == [
+        "/in?token=t%2F1&a=1&b=%7B%22x%22%3A1%7D&cl%C3%A9=caf%C3%A9+%E2%98%95&sp+ace=a%26b%3Dc%2Bd%2F%C3%A9"
+    ]
+
+
+def test_a_query_over_the_limit_is_refused_before_anything_is_sent(receiver, settings, monkeypatch):
+    """One byte over DATAPUSHER_MAX_QUERY_BYTES, the URL's own query counted: QueryTooLong, never
+    retried, with no lookup, connection or request."""
+    settings.DATAPUSHER_MAX_QUERY_BYTES = 105
+    looked_up = []
+    monkeypatch.setattr(http, "_resolve", lambda host, port: looked_up.append(host))
+    outcome, _, _ = http.timed_send(
+        method="GET", url=f"{receiver.url}/in?k=v", headers={}, params=[("a", "x" * 100)]
+    )
+    assert isinstance(outcome, http.QueryTooLong)
+    assert str(outcome) == "query string of 106 bytes exceeds DATAPUSHER_MAX_QUERY_BYTES (105); not sent"
+    assert outcome.retryable is False
+    assert looked_up == []
+    assert receiver.requests == []
+
+
+def test_a_query_of_exactly_the_limit_is_sent(receiver, settings):
+    """A query string of exactly DATAPUSHER_MAX_QUERY_BYTES, the URL's own query counted, is sent."""
+    settings.DATAPUSHER_MAX_QUERY_BYTES = 106
+    response = http.send(method="GET", url=f"{receiver.url}/in?k=v", headers={}, params=[("a", "x" * 100)])
+    assert response.status_code == 200
+    assert [r.path for r in receiver.requests] == [f"/in?k=v&a={'x' * 100}"]
+
+
+def test_requests_start_no_thread_of_their_own(receiver, monkeypatch):
+    """20 requests in a row start at most one thread between them: the process's deadline thread."""
+    caller = threading.current_thread()
+    started = []
+    real_start = threading.Thread.start
+
+    def start(thread):
+        if threading.current_thread() is caller:
+            started.append(thread.name)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    for _ in range(20):
+        assert http.send(method="POST", url=receiver.url, headers={}, body=b"{}").status_code == 200
+    assert started in ([], ["datapusher-deadlines"])
+
+
+def test_concurrent_requests_are_each_cut_at_their_own_deadline(receiver, settings, monkeypatch):
+    """Endless answers with deadlines of 3 s and then 1 s, and a prompt answer, all in flight at once:
+    the prompt one succeeds, the 1 s one is cut, then the 3 s one, each naming its own deadline."""
+    settings.DATAPUSHER_CONNECT_TIMEOUT = settings.DATAPUSHER_READ_TIMEOUT = 0.5  # drips never trip it
+    deadlines = {"long": 3.0, "short": 1.0, "prompt": 3.0}
+    monkeypatch.setattr(http, "deadline_seconds", lambda: deadlines[threading.current_thread().name])
+    urls = {
+        "long": _serve_one_connection(_DrippingBody())[0],
+        "short": _serve_one_connection(_DrippingBody())[0],
+        "prompt": receiver.url,
+    }
+    outcomes, ended = {}, []
+
+    def send(name):
+        outcomes[name] = http.timed_send(method="GET", url=urls[name], headers={})[0]
+        ended.append(name)
+
+    threads = [threading.Thread(target=send, args=(name,), name=name) for name in deadlines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert ended == ["prompt", "short", "long"]
+    assert outcomes["prompt"].status_code == 200
+    assert isinstance(outcomes["short"], http.OutboundTimeout)
+    assert str(outcomes["short"]) == "no complete response within 1s"
+    assert isinstance(outcomes["long"], http.OutboundTimeout)
+    assert str(outcomes["long"]) == "no complete response within 3s"
+
+
+def test_a_shorter_deadline_begun_later_is_not_held_to_the_longer_one(settings, monkeypatch):
+    """A request with a 1 s deadline, begun while one with 60 s is in flight, is cut at its own
+    while the other goes on."""
+    settings.DATAPUSHER_CONNECT_TIMEOUT = settings.DATAPUSHER_READ_TIMEOUT = 0.5
+    deadlines = {"long": 60.0, "short": 1.0}
+    monkeypatch.setattr(http, "deadline_seconds", lambda: deadlines[threading.current_thread().name])
+    long_answer = _DrippingBody()
+    urls = {"long": _serve_one_connection(long_answer)[0], "short": _serve_one_connection(_DrippingBody())[0]}
+    outcomes = {}
+
+    def send(name):
+        outcomes[name] = http.timed_send(method="GET", url=urls[name], headers={})[0]
+
+    long = threading.Thread(target=send, args=("long",), name="long")
+    short = threading.Thread(target=send, args=("short",), name="short")
+    long.start()
+    assert long_answer.reached.wait(10)
+    short.start()
+    short.join(timeout=10)
+    assert str(outcomes.get("short")) == "no complete response within 1s"
+    assert long.is_alive()
+    long_answer.stop.set()
+    long.join(timeout=10)
+
+
+def _send_expecting_the_deadline(url: str) -> None:
+    outcome = http.timed_send(method="GET", url=url, headers={})[0]
+    assert str(outcome) == "no complete response within 1s"
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_cuts_requests_at_the_deadline_with_a_thread_of_its_own(receiver, settings):
+    """Forked after this process's deadline thread started (as gunicorn forks its workers), a
+    child's request to an endless answer is still cut at the deadline."""
+    settings.DATAPUSHER_CONNECT_TIMEOUT = settings.DATAPUSHER_READ_TIMEOUT = 0.5
+    assert http.send(method="GET", url=receiver.url, headers={}).status_code == 200
+    url, _ = _serve_one_connection(_DrippingBody())
+    child = multiprocessing.get_context("fork").Process(target=_send_expecting_the_deadline, args=(url,))
+    child.start()
+    child.join(timeout=10)
+    child.kill()  # still running only if its request was never cut
+    child.join()
+    assert child.exitcode == 0

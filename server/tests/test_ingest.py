@@ -2,6 +2,8 @@ import json
 
 import pytest
 import requests
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.tests.factories import AccountFactory
 from datapusher import __version__
@@ -416,3 +418,27 @@ def test_a_destination_deleted_while_the_event_is_stored_is_left_out(client, moc
     assert [(d["destination_id"], d["status"]) for d in entries] == [(kept.id, "succeeded")]
     stored = list(Delivery.objects.values_list("destination_id", flat=True))
     assert (Event.objects.count(), stored) == (1, [kept.id])
+
+
+@pytest.mark.django_db(transaction=True)  # real transactions, not savepoints in the test's own
+@pytest.mark.parametrize("count", [1, 3, 20])
+def test_a_sync_ingest_is_one_read_and_two_short_write_transactions(client, mocked, count):
+    """Whatever the number of destinations: one SELECT (token, account and destinations), then a
+    transaction with the event and its deliveries, then one with the attempts and every outcome,
+    the event's processed_at folded in — six statements, no savepoint."""
+    account = AccountFactory()
+    for i in range(count):
+        DestinationFactory(account=account, url=f"https://h{i}.example.com/")
+        mocked.post(f"https://h{i}.example.com/", status=200)
+    with CaptureQueriesContext(connection) as captured:
+        response = ingest(client, account)
+    assert [d["status"] for d in response.json()["deliveries"]] == ["succeeded"] * count
+    statements = [query["sql"].split(None, 1)[0].upper() for query in captured.captured_queries]
+    work = [kind for kind in statements if kind not in ("BEGIN", "COMMIT")]
+    assert work == ["SELECT", "INSERT", "INSERT", "INSERT", "WITH", "WITH"]
+    if "COMMIT" in statements:  # SQLite shows its transactions; PostgreSQL's are implicit here
+        assert statements == [
+            "SELECT", "BEGIN", "INSERT", "INSERT", "COMMIT", "BEGIN", "INSERT", "WITH", "WITH", "COMMIT"
+        ]  # fmt: skip
+    assert Event.objects.get().processed_at is not None
+    assert Delivery.objects.filter(status="succeeded", attempt_count=1, lease_id=None).count() == count

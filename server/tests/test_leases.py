@@ -9,11 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.tests.factories import AccountFactory
-from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery
 from server.services.delivery import deliveries_claim, deliveries_send, event_payloads
-from server.tests.helpers import ingest, pending_delivery
+from server.tests.helpers import pending_delivery
 
 pytestmark = pytest.mark.django_db
 URL = "https://h.example.com/"
@@ -125,18 +123,6 @@ def test_redeliver_skips_deliveries_being_sent_and_takes_stranded_pending_ones(a
     ]
     busy.refresh_from_db()
     assert (busy.status, busy.attempt_count) == ("pending", 0)
-
-
-def test_leasing_adds_no_statement_to_the_sync_ingest(client, mocked, django_assert_max_num_queries):
-    """The ingest's deliveries are stored already leased, and their outcomes written under the lease:
-    an ingest to 3 destinations stays at 13 statements, as before leases."""
-    account = AccountFactory()
-    for i in range(3):
-        DestinationFactory(account=account, url=f"https://h{i}.example.com/")
-        mocked.post(f"https://h{i}.example.com/", status=200)
-    with django_assert_max_num_queries(13):
-        response = ingest(client, account)
-    assert [d["status"] for d in response.json()["deliveries"]] == ["succeeded"] * 3
 
 
 def test_a_stale_senders_success_still_counts_when_nobody_holds_the_delivery(mocked):

@@ -21,6 +21,7 @@ from server.tests.conftest import python
             "65",
             "DATAPUSHER_ACCOUNT_CONCURRENCY must be at least 1 and at most",
         ),
+        ("DATAPUSHER_MAX_QUERY_BYTES", "0", "DATAPUSHER_MAX_QUERY_BYTES must be greater than 0."),
         ("DATAPUSHER_PUBLISH_TIMEOUT", "0", "DATAPUSHER_PUBLISH_TIMEOUT must be greater than 0."),
         ("DATAPUSHER_DISPATCH_INTERVAL", "-1", "DATAPUSHER_DISPATCH_INTERVAL must be greater than 0."),
         ("DATAPUSHER_DISPATCH_BATCH", "0", "DATAPUSHER_DISPATCH_BATCH must be greater than 0."),
