@@ -76,7 +76,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Concurrent requests write one at a time instead of failing with "database is locked".
+    # Concurrent requests write one at a time instead of failing with "database is locked", and the
+    # threads of a process queue for it on a lock rather than in SQLite's busy-wait (datapusher/sqlite3).
+    DATABASES["default"]["ENGINE"] = "datapusher.sqlite3"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
