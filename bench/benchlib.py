@@ -100,6 +100,11 @@ class Receiver:
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def total(self) -> int:
+        """The requests received so far."""
+        with self.lock:
+            return self.webhook_ids.total()
+
 
 def start_receiver(delay: float, *, hold_first: bool = False) -> Receiver:
     """A keep-alive HTTP server on loopback, in threads of this process."""
@@ -280,10 +285,97 @@ class Process:
 
 def serve(env: dict[str, str], port: int) -> Process:
     """`make serve` on `port`: gunicorn with the Makefile's sizes (WEB_CONCURRENCY = cores,
-    WEB_THREADS = 32); returns once it listens."""
-    server = Process("web", ["make", "--no-print-directory", "serve", f"BIND=127.0.0.1:{port}"], env)
+    WEB_THREADS = 32, unless `env` sets them); returns once it listens."""
+    # The virtualenv is the one these scripts run in, installed already: make must not install it
+    # again because a checkout's requirements files are newer than its stamp.
+    argv = ["make", "--no-print-directory", "--old-file=.venv/.installed", "serve"]
+    server = Process("web", [*argv, f"BIND=127.0.0.1:{port}"], env)
     wait_for_port(port)
     return server
+
+
+# --- What the app's processes use, from /proc -----------------------------------------------------------
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields after the command name in /proc/<pid>/stat; None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _group_stats(pgid: int) -> dict[int, list[str]]:
+    """_stat() of every live process in the process group."""
+    stats = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        fields = _stat(pid)
+        if fields is not None and int(fields[2]) == pgid:
+            stats[int(pid)] = fields
+    return stats
+
+
+def _cpu_seconds(fields: list[str] | None) -> float:
+    """User + system CPU of a process from its _stat()."""
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every live process in the process group."""
+    return sum(map(_cpu_seconds, _group_stats(pgid).values()))
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (0 once it is gone)."""
+    return _cpu_seconds(_stat(pid))
+
+
+def gunicorn_workers(server: Process) -> list[int]:
+    """The pids of the web workers of a `serve()`: the processes of its group that started no other
+    (make and gunicorn's arbiter did)."""
+    stats = _group_stats(os.getpgid(server.popen.pid))
+    parents = {int(fields[1]) for fields in stats.values()}
+    return sorted(pid for pid in stats if pid not in parents)
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of a process (VmRSS), in MB; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class RssPeaks:
+    """In its `with` block, samples the RSS of `pids` every `interval` seconds in a thread; `peak`
+    holds each one's largest sample, in MB."""
+
+    def __init__(self, pids: list[int], interval: float) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.peak = {pid: rss_mb(pid) for pid in pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            for pid in self.pids:
+                self.peak[pid] = max(self.peak[pid], rss_mb(pid))
+
+    def __enter__(self) -> "RssPeaks":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for pid in self.pids:  # the last moment too
+            self.peak[pid] = max(self.peak[pid], rss_mb(pid))
 
 
 def worker(env: dict[str, str], concurrency: int = 32, name: str = "bench") -> Process:

@@ -1,30 +1,33 @@
-"""SQLite's writers queue on the process's lock: a thread does not even try to begin a write while
-another thread of its process is in one (so none waits in SQLite's sleeping busy handler)."""
+"""SQLite's writers take turns on the process's lock: a thread does not even try to begin a write
+while another thread of its process is in one (none waits in SQLite's sleeping busy handler), and
+every wait for the lock ends within the database's timeout."""
 
 import json
 import os
 
 from server.tests.conftest import python
 
-# Six threads, five write transactions each, each holding the write lock for 20 ms; every thread
-# notes when it asks to begin and, as its last step before COMMIT, that it is committing. Prints the
-# notes, in order, as JSON.
+# Six threads, five write transactions each, each holding the write lock for 20 ms. SQLite reports
+# every statement as it starts running (its trace callback): the BEGINs and COMMITs are noted, with
+# the thread that ran them. Prints the notes, in order, as JSON.
 SCRIPT = """
 import json, threading, time
 import django
 django.setup()
 from django.db import connection, transaction
+from django.db.backends.signals import connection_created
 
 notes, lock, start = [], threading.Lock(), threading.Barrier(6)
 
-def note(what):
-    with lock:
-        notes.append((threading.get_ident(), what))
+def trace(sql):
+    if sql.startswith(("BEGIN", "COMMIT")):
+        with lock:
+            notes.append((threading.get_ident(), sql.split()[0]))
 
-def asking_to_begin(execute, sql, params, many, context):
-    if sql.startswith("BEGIN"):
-        note("begin")
-    return execute(sql, params, many, context)
+def traced(connection, **kwargs):
+    connection.connection.set_trace_callback(trace)
+
+connection_created.connect(traced)
 
 with connection.cursor() as cursor:
     cursor.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
@@ -32,12 +35,10 @@ with connection.cursor() as cursor:
 def writer():
     start.wait()
     for n in range(5):
-        with connection.execute_wrapper(asking_to_begin):
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute("INSERT INTO t VALUES (%s)", [n])
-                time.sleep(0.02)
-                note("committing")
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO t VALUES (%s)", [n])
+            time.sleep(0.02)
     connection.close()
 
 threads = [threading.Thread(target=writer) for _ in range(6)]
@@ -60,61 +61,71 @@ def _env(tmp_path) -> dict[str, str]:
 
 
 def test_threads_of_a_process_begin_writing_one_after_another(tmp_path):
-    """Between a thread asking to begin a write and its commit, no other thread asks: 30
-    transactions from six threads at once, each asking only once the one before is committing."""
+    """Between one thread's BEGIN and its COMMIT no other thread's BEGIN starts (none waits inside
+    SQLite): 30 transactions from six threads at once run one after another."""
     finished = python("-c", SCRIPT, env=_env(tmp_path))
     assert finished.returncode == 0, finished.stderr[-3000:]
     notes = json.loads(finished.stdout)
-    assert [what for _, what in notes] == ["begin", "committing"] * 30
+    assert [what for _, what in notes] == ["BEGIN", "COMMIT"] * 30
     assert all(notes[i][0] == notes[i + 1][0] for i in range(0, 60, 2))
 
 
-# One thread holds a write transaction for 3 s; another, with the database's timeout at 0.5 s, tries
-# to write meanwhile. Prints what each ended with.
+# With the database's timeout at 0.5 s, a writer tries to write while the lock is held: by another
+# thread of this process for 3 s; by another connection (as another process would) for 3 s; by
+# another connection for 0.1 s. Prints what each try ended with.
 BOUNDED = """
-import threading, time
+import sqlite3, threading, time
 import django
 from django.conf import settings
 django.setup()
 settings.DATABASES["default"]["OPTIONS"]["timeout"] = 0.5
 from django.db import OperationalError, connection, transaction
 
-held = threading.Event()
-outcomes = {}
-
 with connection.cursor() as cursor:
     cursor.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
 
-def holder():
+def write():
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO t VALUES (2)")
+        return "committed"
+    except OperationalError as err:
+        return f"OperationalError: {err}"
+
+held = threading.Event()
+
+def thread_holding():
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("INSERT INTO t VALUES (1)")
         held.set()
         time.sleep(3)
-    outcomes["holder"] = "committed"
 
-def latecomer():
-    held.wait()
-    try:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("INSERT INTO t VALUES (2)")
-        outcomes["latecomer"] = "committed"
-    except OperationalError as err:
-        outcomes["latecomer"] = f"OperationalError: {err}"
+def connection_holding(seconds):
+    other = sqlite3.connect(settings.DATABASES["default"]["NAME"], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    held.set()
+    time.sleep(seconds)
+    other.execute("COMMIT")
 
-threads = [threading.Thread(target=holder), threading.Thread(target=latecomer)]
-for thread in threads:
+outcomes = []
+for holder, args in ((thread_holding, ()), (connection_holding, (3,)), (connection_holding, (0.1,))):
+    held.clear()
+    thread = threading.Thread(target=holder, args=args)
     thread.start()
-for thread in threads:
+    held.wait()
+    outcomes.append(write())
     thread.join()
-print(outcomes["holder"], "|", outcomes["latecomer"])
+print(" | ".join(outcomes))
 """
 
 
 def test_a_writer_waits_for_the_lock_no_longer_than_the_database_timeout(tmp_path):
-    """While another thread holds a write for 3 s, a writer with a 0.5 s timeout gets "database is
-    locked" (which the app answers with 503) instead of waiting it out."""
+    """While another thread, or another connection, holds the write lock for 3 s, a writer with a
+    0.5 s timeout gets "database is locked" (which the app answers with 503); a lock held for
+    0.1 s is waited out."""
     finished = python("-c", BOUNDED, env=_env(tmp_path))
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert finished.stdout.strip() == "committed | OperationalError: database is locked"
+    locked = "OperationalError: database is locked"
+    assert finished.stdout.strip() == f"{locked} | {locked} | committed"
