@@ -1,6 +1,6 @@
 """All outbound HTTP to destinations goes through here; nothing else imports `requests`.
 
-One shared `requests.Session` (connection pooling) with:
+One set of connection pools (requests adapters on one Session, called directly) with:
 - a User-Agent naming the product, and no proxies or .netrc credentials from the environment;
 - the connect/read timeouts from settings on every request, plus an overall deadline that a
   destination dripping its answer byte by byte cannot stretch (one thread per process keeps the
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import requests
 from django.conf import settings
+from requests import PreparedRequest
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
@@ -269,10 +270,10 @@ _deadlines = _Deadlines()
 
 
 def _build_session() -> requests.Session:
+    """The Session that holds the guarded adapters (and their connection pools). Requests go to its
+    adapters directly (send()), so no proxy or .netrc credentials from the environment ever apply: a
+    destination is user-supplied, and must never receive credentials it was not configured with."""
     session = requests.Session()
-    session.headers = CaseInsensitiveDict({"User-Agent": USER_AGENT})
-    # No proxies or .netrc credentials picked up from the environment: a destination is
-    # user-supplied, and must never receive credentials it was not configured with.
     session.trust_env = False
     pool_size = settings.DATAPUSHER_DELIVERY_CONCURRENCY
     for scheme in ("http://", "https://"):
@@ -340,6 +341,20 @@ def _encoded_query(url: str, params: Sequence[tuple[str, str]]) -> str:
     return encoded
 
 
+def _prepare(
+    *, method: str, url: str, headers: dict[str, str], query: str, body: bytes | None
+) -> PreparedRequest:
+    """The request as requests would send it, with our User-Agent unless `headers` names another."""
+    all_headers = CaseInsensitiveDict({"User-Agent": USER_AGENT})
+    all_headers.update(headers)
+    prepared = PreparedRequest()
+    prepared.prepare_method(method)
+    prepared.prepare_url(url, query)
+    prepared.prepare_headers(all_headers)
+    prepared.prepare_body(body, None)
+    return prepared
+
+
 def send(
     *,
     method: str,
@@ -359,15 +374,16 @@ def send(
     deadline = deadline_seconds()
     with _Watchdog(deadline) as watchdog:
         try:
-            response = _session.request(
-                method,
-                url,
-                headers=headers,
-                params=query,
-                data=body,
-                timeout=(connect_timeout, read_timeout),
-                allow_redirects=False,
+            prepared = _prepare(method=method, url=url, headers=headers, query=query, body=body)
+            # The adapter directly, past the Session: nothing of its layer applies (cookies, hooks,
+            # proxies and settings from the environment, redirects), and it cost a fifth of a send.
+            response = _session.get_adapter(url).send(
+                prepared,
                 stream=True,
+                timeout=(connect_timeout, read_timeout),
+                verify=True,
+                cert=None,
+                proxies={},
             )
             with response:
                 content = _read_capped(response.iter_content(8192), settings.DATAPUSHER_RESPONSE_MAX_BYTES)

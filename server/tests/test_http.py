@@ -292,3 +292,21 @@ def test_a_forked_child_cuts_requests_at_the_deadline_with_a_thread_of_its_own(r
     child.kill()  # still running only if its request was never cut
     child.join()
     assert child.exitcode == 0
+
+
+def test_a_destinations_cookies_are_never_sent_back(receiver):
+    """A Set-Cookie in one answer is not kept: the next request to the same destination carries
+    no Cookie header (and only our User-Agent, unless the destination's headers name another)."""
+
+    def set_cookie(handler):
+        handler.send_response(200)
+        handler.send_header("Set-Cookie", "session=abc; Path=/")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    receiver.respond = set_cookie
+    for headers in ({}, {"user-agent": "Custom/1"}):
+        assert http.send(method="POST", url=receiver.url, headers=headers, body=b"{}").status_code == 200
+    received = [{name.lower(): value for name, value in r.headers.items()} for r in receiver.requests]
+    assert ["cookie" in headers for headers in received] == [False, False]
+    assert [headers["user-agent"] for headers in received] == [http.USER_AGENT, "Custom/1"]
