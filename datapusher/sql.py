@@ -32,11 +32,21 @@ _AS_IS = frozenset({str, int, type(None)})
 def _prepared(columns: list, rows: Sequence[Sequence[Any]]) -> list[Any]:
     database = connections[DEFAULT_DB_ALIAS]  # resolved once, not per value through the proxy
     as_is = [column.get_internal_type() != "JSONField" for column in columns]
-    return [
-        value if plain and type(value) in _AS_IS else column.get_db_prep_save(value, database)
-        for row in rows
-        for column, plain, value in zip(columns, as_is, row, strict=True)
-    ]
+    done: dict[tuple[int, Any], Any] = {}  # rows repeat values (one timestamp, one event): prepared once
+    prepared = []
+    for row in rows:
+        for position, (column, plain, value) in enumerate(zip(columns, as_is, row, strict=True)):
+            if not plain:  # JSON: neither as is nor hashable
+                prepared.append(column.get_db_prep_save(value, database))
+                continue
+            if type(value) in _AS_IS:
+                prepared.append(value)
+                continue
+            key = (position, value)
+            if key not in done:
+                done[key] = column.get_db_prep_save(value, database)
+            prepared.append(done[key])
+    return prepared
 
 
 def _batches(columns: list, rows: Sequence[Sequence[Any]]) -> list[Sequence[Sequence[Any]]]:

@@ -3,7 +3,7 @@
 import uuid
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import QuerySet
 
 from destinations.models import Destination
@@ -17,6 +17,9 @@ _TARGET_SQL = """
 """
 _BY_TOKEN = _TARGET_SQL.format(column="app_secret_token")
 _BY_ACCOUNT = _TARGET_SQL.format(column="account_id")
+
+
+_DESTINATION_FIELDS = ("id", "account_id", "url", "http_method", "headers", "signing_secret")
 
 
 @dataclass(frozen=True)
@@ -36,16 +39,21 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
     account_field = Destination._meta.get_field("account")
     headers_field = Destination._meta.get_field("headers")
     account_id = account_field.to_python(rows[0][0])
+    # As the ORM loads a row (from_db), the fields not selected deferred.
     destinations = [
-        Destination(
-            id=destination_id,
-            account_id=account_id,
-            url=url,
-            http_method=http_method,
-            headers=headers_field.from_db_value(headers, None, connection),
-            signing_secret=signing_secret,
+        Destination.from_db(
+            DEFAULT_DB_ALIAS,
+            _DESTINATION_FIELDS,
+            (
+                destination_id,
+                account_id,
+                url,
+                method,
+                headers_field.from_db_value(headers, None, connection),
+                secret,
+            ),
         )
-        for _, destination_id, url, http_method, headers, signing_secret in rows
+        for _, destination_id, url, method, headers, secret in rows
         if destination_id is not None
     ]
     return IngestTarget(account_id=account_id, destinations=destinations)
