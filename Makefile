@@ -44,6 +44,12 @@ test: install
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# glibc's allocator, told to hand blocks of 128 KiB and more (a megabyte body) back to the system
+# as soon as they are freed, and to keep 2 arenas rather than one per thread, so that large ingests
+# do not leave a worker holding their memory (docs/deployment.md). Other C libraries ignore these.
+serve worker: export MALLOC_ARENA_MAX ?= 2
+serve worker: export MALLOC_MMAP_THRESHOLD_ ?= 131072
+
 # gunicorn: WEB_CONCURRENCY processes of WEB_THREADS threads. A sync-mode ingest waits up to
 # connect + read timeout on its slowest destination, so threads, not processes, carry that wait;
 # one account may hold at most DATAPUSHER_ACCOUNT_CONCURRENCY (16) of them per process.

@@ -27,6 +27,7 @@ from server.serializers import (
     EventDetailSerializer,
     EventSerializer,
 )
+from server.services.delivery import payload_needs_data
 from server.services.dispatch import queue_mode
 from server.services.ingest import AccountBusy, event_ingest
 from server.services.log import DeliveryBusy, DestinationDeleted, delivery_retry, event_redeliver
@@ -66,6 +67,8 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
         return ingest_error(status=411, message="Length Required")
     except InvalidPayload:
         return ingest_error(status=400, message="Invalid Data")
+    if not payload_needs_data(destinations=target.destinations):
+        data = None  # parsed to be checked; not held through the sends when no destination needs it
     external_id = request.headers.get(EVENT_ID_HEADER) or None
     if external_id is not None and not EVENT_ID.fullmatch(external_id):
         return ingest_error(

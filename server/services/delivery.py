@@ -47,7 +47,9 @@ NOT_STARTED = "not started: the account or this process has too many deliveries 
 
 logger = logging.getLogger(__name__)
 
-Payload = tuple[bytes, dict[str, Any]]  # the event's body as received, and parsed
+# The event's body as received, and parsed if that was kept (None: parsed again when a GET/DELETE
+# destination needs its keys; a large body's objects are not held for the POST ones).
+Payload = tuple[bytes, dict[str, Any] | None]
 SendResult = tuple[http.OutboundResponse | http.OutboundError, float, float]  # outcome, unix start, seconds
 
 
@@ -88,7 +90,12 @@ def query_params(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 def event_payloads(*, events: Iterable[Event]) -> dict[Any, Payload]:
     """Each event's body, by event_id, as deliveries_send takes them."""
-    return {event.event_id: (event.body.encode(), payload_loads(event.body)) for event in events}
+    return {event.event_id: (event.body.encode(), None) for event in events}
+
+
+def payload_needs_data(*, destinations: Iterable[Any]) -> bool:
+    """Whether any of the destinations is sent the event's keys (GET/DELETE), not its body."""
+    return any(destination.http_method in QUERY_METHODS for destination in destinations)
 
 
 def _outbound_request(*, delivery: Delivery, payload: Payload) -> dict[str, Any]:
@@ -97,7 +104,7 @@ def _outbound_request(*, delivery: Delivery, payload: Payload) -> dict[str, Any]
     destination = delivery.destination
     headers = dict(destination.headers)
     if destination.http_method in QUERY_METHODS:
-        params, content = query_params(data), None
+        params, content = query_params(payload_loads(body.decode()) if data is None else data), None
     else:
         params, content = [], body
         if not any(name.lower() == "content-type" for name in headers):

@@ -67,11 +67,12 @@ def _event_store(
 
 
 def event_ingest(
-    *, target: IngestTarget, body: bytes, text: str, data: dict[str, Any], external_id: str | None
+    *, target: IngestTarget, body: bytes, text: str, data: dict[str, Any] | None, external_id: str | None
 ) -> IngestOutcome:
     """Store the event and one pending delivery per destination, then deliver them.
 
-    `body` is the request's body, `text` the same decoded and `data` parsed (payload_parse).
+    `body` is the request's body, `text` the same decoded and `data` parsed (payload_parse), or
+    None when no destination was sent the event's keys (it is parsed again if one now is).
     Sync mode: the deliveries are stored already leased to this request, and their first attempts
     run now, at once; their outcomes are written in one more transaction. Queue mode: they are
     handed to the broker once the transaction commits (bounded; the dispatcher publishes what could
@@ -100,7 +101,7 @@ def _event_ingest(
     target: IngestTarget,
     body: bytes,
     text: str,
-    data: dict[str, Any],
+    data: dict[str, Any] | None,
     external_id: str | None,
     queued: bool,
 ) -> IngestOutcome:

@@ -2,10 +2,13 @@
 which setting and why, instead of misbehaving later."""
 
 import os
+import re
+import socket
+from pathlib import Path
 
 import pytest
 
-from server.tests.conftest import python
+from server.tests.conftest import production_env, python
 
 
 @pytest.mark.parametrize(
@@ -35,3 +38,22 @@ def test_a_setting_that_cannot_work_stops_the_process(variable, value, message):
     finished = python("-c", "import datapusher.settings", env=env)
     assert finished.returncode == 1
     assert f"django.core.exceptions.ImproperlyConfigured: {message}" in finished.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a process's environment in /proc")
+def test_make_serve_runs_its_workers_with_the_allocator_settings(services, tmp_path):
+    """`make serve` gives gunicorn glibc's settings that return a large body's memory (and caps the
+    arenas), unless the environment sets them already."""
+    env = {
+        key: value
+        for key, value in production_env(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}").items()
+        if not key.startswith("MALLOC_")
+    }
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = ["make", "--no-print-directory", "serve", f"BIND=127.0.0.1:{port}", "WEB_CONCURRENCY=1"]
+    web = services(argv, env, lambda log: "Booting worker with pid" in log)
+    worker = re.search(r"Booting worker with pid: (\d+)", web.log.read_text())[1]
+    environ = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+    assert {b"MALLOC_ARENA_MAX=2", b"MALLOC_MMAP_THRESHOLD_=131072"} <= set(environ)
