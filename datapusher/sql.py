@@ -1,15 +1,15 @@
 """Fixed-shape statements for the ingest's hot path, written as SQL once instead of compiled by the
 ORM on every call.
 
-Compiling a queryset cost more CPU than the database spent running it (an indexed SELECT: 640 µs
-through the ORM, 21 µs as SQL, on SQLite; docs/benchmarks.md). These helpers build multi-row
+Compiling a queryset cost more CPU than the database spent running it (the profile in
+docs/benchmarks.md). These helpers build multi-row
 statements from the models' own metadata, and each value is prepared by its model field
 (`get_db_prep_save`: UUIDs, datetimes and JSON as each database stores them), so one statement
 serves SQLite and PostgreSQL alike. No model instance is created or saved: no signals, no `pre_save`
 (`auto_now` fields are given explicitly).
 """
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -24,23 +24,35 @@ def _columns(model: type[Model], fields: Sequence[str]) -> list:
     return [model._meta.get_field(name) for name in fields]
 
 
-# Values of these exact types go to a non-JSON column as they are: their fields' preparation
+# Values of these exact types go as they are to columns of these types: their fields' preparation
 # returns them unchanged, and skipping it halves the cost of a statement's parameters.
 _AS_IS = frozenset({str, int, type(None)})
+_PLAIN_COLUMNS = frozenset(
+    {
+        "CharField",
+        "TextField",
+        "IntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "BigAutoField",
+    }
+)
 
 
 def _prepared(columns: list, rows: Sequence[Sequence[Any]]) -> list[Any]:
     database = connections[DEFAULT_DB_ALIAS]  # resolved once, not per value through the proxy
-    as_is = [column.get_internal_type() != "JSONField" for column in columns]
+    plain = [
+        getattr(column, "target_field", column).get_internal_type() in _PLAIN_COLUMNS for column in columns
+    ]
     done: dict[tuple[int, Any], Any] = {}  # rows repeat values (one timestamp, one event): prepared once
     prepared = []
     for row in rows:
-        for position, (column, plain, value) in enumerate(zip(columns, as_is, row, strict=True)):
-            if not plain:  # JSON: neither as is nor hashable
-                prepared.append(column.get_db_prep_save(value, database))
-                continue
-            if type(value) in _AS_IS:
+        for position, (column, as_is, value) in enumerate(zip(columns, plain, row, strict=True)):
+            if value is None or (as_is and type(value) in _AS_IS):
                 prepared.append(value)
+                continue
+            if not isinstance(value, Hashable):  # JSON
+                prepared.append(column.get_db_prep_save(value, database))
                 continue
             key = (position, value)
             if key not in done:

@@ -186,12 +186,16 @@ class _Watchdog:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self.finish()
+        _current.watchdog = None
+
+    def finish(self) -> None:
+        """The request needs its socket no more: a deadline passing from now on leaves it alone.
+        Called before a read-through connection goes back to the pool (where another request may
+        take it at once), and again, harmlessly, on leaving."""
         with self._lock:
-            # From here the socket may be back in the connection pool, serving another request:
-            # a deadline passing now must leave it alone.
             self.finished = True
             self._sock = None
-        _current.watchdog = None
 
     def watch(self, sock: socket.socket | None) -> None:
         with self._lock:
@@ -246,7 +250,10 @@ class _Deadlines:
     def _run(self) -> None:
         while True:
             for watchdog in self._wait_for_expired():
-                watchdog.fire()  # outside the condition's lock: requests keep entering meanwhile
+                try:
+                    watchdog.fire()  # outside the condition's lock: requests keep entering meanwhile
+                except Exception:  # the one thread must outlive any one request's failure
+                    logger.exception("the deadline of an outbound request could not be enforced")
 
     def _wait_for_expired(self) -> list[_Watchdog]:
         """Wait until the deadline of a request still in flight has passed; take those off the heap."""
@@ -274,7 +281,6 @@ def _build_session() -> requests.Session:
     adapters directly (send()), so no proxy or .netrc credentials from the environment ever apply: a
     destination is user-supplied, and must never receive credentials it was not configured with."""
     session = requests.Session()
-    session.trust_env = False
     pool_size = settings.DATAPUSHER_DELIVERY_CONCURRENCY
     for scheme in ("http://", "https://"):
         session.mount(scheme, _GuardedAdapter(pool_connections=pool_size, pool_maxsize=pool_size))
@@ -330,6 +336,8 @@ def _encoded_query(url: str, params: Sequence[tuple[str, str]]) -> str:
     Raises QueryTooLong when they and the URL's own query make a query string longer than
     DATAPUSHER_MAX_QUERY_BYTES.
     """
+    if not params:  # a body request: its URL, at most 2048 characters, was checked when saved
+        return ""
     encoded = urllib.parse.urlencode(params)
     query = "&".join(part for part in (urllib.parse.urlsplit(url).query, encoded) if part)
     size = len(requote_uri(query))  # as sent: requests quotes what the URL itself left unquoted
@@ -352,6 +360,7 @@ def _prepare(
     prepared.prepare_url(url, query)
     prepared.prepare_headers(all_headers)
     prepared.prepare_body(body, None)
+    prepared.prepare_auth(None, url)  # credentials in the URL (user:pass@host) as Basic auth
     return prepared
 
 
@@ -387,6 +396,8 @@ def send(
             )
             with response:
                 content = _read_capped(response.iter_content(8192), settings.DATAPUSHER_RESPONSE_MAX_BYTES)
+                fired = watchdog.fired
+                watchdog.finish()  # before closing the response hands the connection back
         except OutboundError:  # raised by the guarded connection itself
             raise
         except requests.ConnectTimeout as err:
@@ -399,7 +410,7 @@ def send(
             if isinstance(err, requests.ConnectionError):
                 raise OutboundConnectionError(f"connection failed: {_root_cause(err)}") from err
             raise OutboundError(f"request failed: {_root_cause(err)}") from err
-        if watchdog.fired:  # the cut looked like the end of a close-delimited body
+        if fired:  # the cut looked like the end of a close-delimited body
             raise OutboundTimeout(f"no complete response within {deadline:g}s")
     return OutboundResponse(
         status_code=response.status_code,

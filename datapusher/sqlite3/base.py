@@ -2,13 +2,16 @@
 
 SQLite lets one transaction write at a time. A writer that finds the database locked waits in
 SQLite's busy handler, which sleeps 1, 2, 5, 10 … up to 100 ms between tries: under load, most of
-a request's time went to those sleeps while the lock had long been free (p99 above 800 ms).
+a request's time went to those sleeps while the lock had long been free (p99 above 1 s).
 
-Here a thread takes its process's writer lock before it begins a write transaction and gives it
-back at COMMIT or ROLLBACK, so the threads of a process queue on a lock that wakes them at once.
-The one thread of each process that then begins (BEGIN IMMEDIATE) tries again every half
-millisecond while another process writes, instead of sleeping in the busy handler. Both waits end
-with "database is locked" after the database's `timeout` option, as SQLite's own would.
+Here a thread takes its process's writer lock before it begins a transaction (`atomic`) and gives
+it back once the transaction has ended (COMMIT, ROLLBACK or the connection closed), so the threads
+of a process queue on a lock that wakes them at once. The one thread of each process that then
+begins (BEGIN IMMEDIATE) tries again every half millisecond while another process writes, instead
+of sleeping in the busy handler. Both waits end with "database is locked" after the database's
+`timeout` option, as SQLite's own would. A write outside `atomic` (a lone UPDATE in autocommit)
+takes no lock here and waits in SQLite's busy handler as before; the ingest's writes are all in
+transactions.
 """
 
 import sqlite3
@@ -34,7 +37,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             raise OperationalError("database is locked")
         self._holds_writer = True
         try:
-            with debug_transaction(self, "BEGIN IMMEDIATE"):
+            with self.wrap_database_errors, debug_transaction(self, "BEGIN IMMEDIATE"):
                 self._begin_immediate(give_up_at, busy_timeout_ms=int(timeout * 1000))
         except BaseException:
             self._release_writer()
@@ -52,7 +55,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                     return
                 except sqlite3.OperationalError as err:
                     if "locked" not in str(err) or time.monotonic() >= give_up_at:
-                        raise OperationalError(*err.args) from err
+                        raise
                 time.sleep(BEGIN_RETRY_SECONDS)
         finally:
             connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
@@ -61,7 +64,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         try:
             return super()._commit()
         finally:
-            self._release_writer()
+            # A COMMIT that failed (a deferred foreign key) leaves the transaction open, to be
+            # rolled back: the lock is given back then.
+            if self.connection is None or not self.connection.in_transaction:
+                self._release_writer()
 
     def _rollback(self):
         try:

@@ -445,7 +445,7 @@ def deliveries_record(
         if delivery.pk in written or _outcome_write(
             delivery=delivery, change=change, lease_id=lease_id, now=now
         ):
-            for name, value in change.fields.items():
+            for name, value in {**change.fields, **_RELEASED, "updated_at": now}.items():
                 setattr(delivery, name, value)
             if change.attempt is not None:
                 delivery.attempt_count += 1

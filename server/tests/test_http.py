@@ -310,3 +310,26 @@ def test_a_destinations_cookies_are_never_sent_back(receiver):
     received = [{name.lower(): value for name, value in r.headers.items()} for r in receiver.requests]
     assert ["cookie" in headers for headers in received] == [False, False]
     assert [headers["user-agent"] for headers in received] == [http.USER_AGENT, "Custom/1"]
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(receiver):
+    """A destination URL with user:password@ gets them as an Authorization: Basic header, and the
+    request line carries no credentials."""
+    url = receiver.url.replace("http://", "http://hook%20user:p%40ss@")
+    assert http.send(method="POST", url=f"{url}/in", headers={}, body=b"{}").status_code == 200
+    [request] = receiver.requests
+    assert (request.path, request.headers["Authorization"]) == ("/in", "Basic aG9vayB1c2VyOnBAc3M=")
+
+
+def test_proxies_and_netrc_from_the_environment_are_ignored(receiver, monkeypatch, tmp_path):
+    """HTTP_PROXY pointing nowhere and a .netrc with credentials for the destination's host change
+    nothing: the request goes straight to the destination, with no Authorization header."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert http.send(method="POST", url=receiver.url, headers={}, body=b"{}").status_code == 200
+    [request] = receiver.requests
+    assert "Authorization" not in request.headers

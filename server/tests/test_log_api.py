@@ -145,7 +145,9 @@ def test_redeliver_all_sends_every_delivery(api_client, pushed, mocked):
     assert [d["attempt_count"] for d in response.json()] == [2, 2]
 
 
-def test_redelivery_to_a_get_destination_sends_the_same_query_as_the_first_attempt(client, api_client, mocked):
+def test_redelivery_to_a_get_destination_sends_the_same_query_as_the_first_attempt(
+    client, api_client, mocked
+):
     """The stored body is parsed again for a GET destination's query: nested values as compact JSON,
     strings as they are, the same bytes as the ingest sent."""
     account = AccountFactory()
@@ -156,7 +158,9 @@ def test_redelivery_to_a_get_destination_sends_the_same_query_as_the_first_attem
     response = api_client.post(f"/api/events/{answer['event_id']}/redeliver/")
     assert [d["status"] for d in response.json()] == ["succeeded"]
     first, again = (call.request.url for call in mocked.calls)
-    assert first == again == "https://get.example.com/hook?name=caf%C3%A9&items=%5B1%2C%7B%22a%22%3Anull%7D%5D"
+    assert (
+        first == again == "https://get.example.com/hook?name=caf%C3%A9&items=%5B1%2C%7B%22a%22%3Anull%7D%5D"
+    )
 
 
 def test_redeliver_rejects_a_malformed_all_flag(api_client, pushed):

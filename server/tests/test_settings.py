@@ -57,3 +57,15 @@ def test_make_serve_runs_its_workers_with_the_allocator_settings(services, tmp_p
     worker = re.search(r"Booting worker with pid: (\d+)", web.log.read_text())[1]
     environ = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
     assert {b"MALLOC_ARENA_MAX=2", b"MALLOC_MMAP_THRESHOLD_=131072"} <= set(environ)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "True"), ("false", "False")])
+def test_conn_health_checks_default_on_and_can_be_turned_off(value, expected):
+    """CONN_HEALTH_CHECKS is on unless the environment turns it off."""
+    env = {key: val for key, val in os.environ.items() if key != "CONN_HEALTH_CHECKS"}
+    env.update({"SECRET_KEY": "settings-test", "DEBUG": "false"})
+    if value is not None:
+        env["CONN_HEALTH_CHECKS"] = value
+    code = "import datapusher.settings as s; print(s.DATABASES['default']['CONN_HEALTH_CHECKS'])"
+    finished = python("-c", code, env=env)
+    assert (finished.returncode, finished.stdout.strip()) == (0, expected)

@@ -129,3 +129,51 @@ def test_a_writer_waits_for_the_lock_no_longer_than_the_database_timeout(tmp_pat
     assert finished.returncode == 0, finished.stderr[-3000:]
     locked = "OperationalError: database is locked"
     assert finished.stdout.strip() == f"{locked} | {locked} | committed"
+
+
+# A transaction whose COMMIT fails (a deferred foreign key) and is rolled back; then another thread
+# writes, with the database's timeout at 0.5 s; then this connection's busy timeout is read back.
+AFTER_A_FAILED_COMMIT = """
+import threading
+import django
+from django.conf import settings
+django.setup()
+settings.DATABASES["default"]["OPTIONS"]["timeout"] = 0.5
+from django.db import IntegrityError, OperationalError, connection, transaction
+
+with connection.cursor() as cursor:
+    cursor.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+    cursor.execute("CREATE TABLE c (p_id INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED)")
+outcomes = []
+try:
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO c VALUES (42)")
+except IntegrityError:
+    outcomes.append("IntegrityError")
+
+def other():
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO p VALUES (1)")
+        outcomes.append("committed")
+    except OperationalError as err:
+        outcomes.append(f"OperationalError: {err}")
+
+thread = threading.Thread(target=other)
+thread.start()
+thread.join()
+with connection.cursor() as cursor:
+    cursor.execute("PRAGMA busy_timeout")
+    outcomes.append(str(cursor.fetchone()[0]))
+print(" | ".join(outcomes))
+"""
+
+
+def test_a_failed_commit_gives_the_lock_back_and_the_busy_timeout_is_restored(tmp_path):
+    """After a COMMIT refused by a deferred foreign key, another thread writes at once, and the
+    connection's busy timeout is the database's timeout again."""
+    finished = python("-c", AFTER_A_FAILED_COMMIT, env=_env(tmp_path))
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert finished.stdout.strip() == "IntegrityError | committed | 500"
