@@ -9,7 +9,8 @@ serves SQLite and PostgreSQL alike. No model instance is created or saved: no si
 (`auto_now` fields are given explicitly).
 """
 
-from collections.abc import Hashable, Sequence
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -20,13 +21,16 @@ def _table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _columns(model: type[Model], fields: Sequence[str]) -> list:
-    return [model._meta.get_field(name) for name in fields]
+@functools.cache
+def _columns(model: type[Model], fields: tuple[str, ...]) -> tuple[list, list[str]]:
+    """The model's fields named, and the internal type of the column each writes."""
+    columns = [model._meta.get_field(name) for name in fields]
+    return columns, [getattr(column, "target_field", column).get_internal_type() for column in columns]
 
 
 # Values of these exact types go as they are to columns of these types: their fields' preparation
 # returns them unchanged, and skipping it halves the cost of a statement's parameters.
-_AS_IS = frozenset({str, int, type(None)})
+_AS_IS = frozenset({str, int})
 _PLAIN_COLUMNS = frozenset(
     {
         "CharField",
@@ -39,25 +43,24 @@ _PLAIN_COLUMNS = frozenset(
 )
 
 
-def _prepared(columns: list, rows: Sequence[Sequence[Any]]) -> list[Any]:
+def _prepared(model: type[Model], fields: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> list[Any]:
     database = connections[DEFAULT_DB_ALIAS]  # resolved once, not per value through the proxy
-    plain = [
-        getattr(column, "target_field", column).get_internal_type() in _PLAIN_COLUMNS for column in columns
-    ]
-    done: dict[tuple[int, Any], Any] = {}  # rows repeat values (one timestamp, one event): prepared once
+    columns, types = _columns(model, fields)
+    # Rows repeat values (one timestamp in several columns, one event in every row): each distinct
+    # value of a column type is prepared once.
+    done: dict[tuple[str, Any], Any] = {}
     prepared = []
     for row in rows:
-        for position, (column, as_is, value) in enumerate(zip(columns, plain, row, strict=True)):
-            if value is None or (as_is and type(value) in _AS_IS):
+        for column, kind, value in zip(columns, types, row, strict=True):
+            if value is None or (kind in _PLAIN_COLUMNS and type(value) in _AS_IS):
                 prepared.append(value)
-                continue
-            if not isinstance(value, Hashable):  # JSON
+            elif isinstance(value, dict | list):  # JSON: not hashable
                 prepared.append(column.get_db_prep_save(value, database))
-                continue
-            key = (position, value)
-            if key not in done:
-                done[key] = column.get_db_prep_save(value, database)
-            prepared.append(done[key])
+            else:
+                key = (kind, value)
+                if key not in done:
+                    done[key] = column.get_db_prep_save(value, database)
+                prepared.append(done[key])
     return prepared
 
 
@@ -74,7 +77,8 @@ def rows_insert(
     """INSERT `rows` (values in the order of `fields`), in one statement unless there are more than
     the database takes at once; returns the `returning` column of each row, in the order inserted
     (as Django's bulk_create relies on), or []."""
-    columns = _columns(model, fields)
+    fields = tuple(fields)
+    columns, _ = _columns(model, fields)
     quote = connection.ops.quote_name
     names = ", ".join(quote(column.column) for column in columns)
     row = "(" + ", ".join(["%s"] * len(columns)) + ")"
@@ -83,7 +87,7 @@ def rows_insert(
     with connection.cursor() as cursor:
         for batch in _batches(columns, rows):
             sql = f"INSERT INTO {_table(model)} ({names}) VALUES {', '.join([row] * len(batch))}{suffix}"  # noqa: S608 (names from the models, values as parameters)
-            cursor.execute(sql, _prepared(columns, batch))
+            cursor.execute(sql, _prepared(model, fields, batch))
             if returning is not None:
                 returned += [value for (value,) in cursor.fetchall()]
     return returned
@@ -124,7 +128,8 @@ def rows_update(
     """One `UPDATE … FROM (VALUES …)` setting, on the row whose `key` is each row's first value,
     `fields` to the others; `extra` adds assignments (SQL, e.g. `"n" = "n" + 1`) and `where` a
     condition on the table's own columns. Returns the keys of the rows it changed."""
-    columns = _columns(model, [key, *fields])
+    all_fields = (key, *fields)
+    columns, _ = _columns(model, all_fields)
     quote = connection.ops.quote_name
     table, key_column = _table(model), quote(columns[0].column)
     aliases = [f"v{position}" for position in range(len(columns))]
@@ -146,6 +151,6 @@ def rows_update(
             values = ", ".join([first, *[other] * (len(batch) - 1)])
             where_sql = f"{table}.{key_column} = v.{aliases[0]}" + (f" AND {where}" if where else "")
             sql = f"WITH v ({', '.join(aliases)}) AS (VALUES {values}) UPDATE {table} SET {', '.join(assignments)} FROM v WHERE {where_sql} RETURNING {table}.{key_column}"  # noqa: E501, S608 (names from the models, values as parameters)
-            cursor.execute(sql, [*_prepared(columns, batch), *extra_params, *where_params])
+            cursor.execute(sql, [*_prepared(model, all_fields, batch), *extra_params, *where_params])
             changed |= {value for (value,) in cursor.fetchall()}
     return changed
