@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from datapusher.sql import rows_insert, rows_update
 from server.models import Attempt, Delivery
+from server.services.delivery import ATTEMPT_FIELDS
 from server.tests.helpers import pending_delivery
 
 pytestmark = pytest.mark.django_db
