@@ -14,16 +14,6 @@ from server.tests.helpers import pending_delivery
 
 pytestmark = pytest.mark.django_db
 
-ATTEMPT_FIELDS = (
-    "delivery",
-    "status_code",
-    "response_body",
-    "error",
-    "duration_ms",
-    "started_at",
-    "finished_at",
-)
-
 
 def test_rows_past_the_parameter_limit_go_in_batches_and_come_back_in_order(monkeypatch):
     """With room for one row per statement, 5 rows are 5 INSERTs; their ids come back in the order
