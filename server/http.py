@@ -222,7 +222,8 @@ class _Deadlines:
     One thread for all, started when first needed: a timer thread per request cost a thread's
     creation and dozens of context switches on every send. Entering is a heap push that wakes the
     thread only when it brings the earliest deadline forward; leaving only marks the watchdog
-    finished, and the thread drops finished entries as it comes to them.
+    finished, and the thread drops finished entries as they reach the top of the heap, so the heap
+    holds at most the requests begun within one deadline (15 s of them by default).
     """
 
     def __init__(self) -> None:

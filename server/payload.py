@@ -86,10 +86,10 @@ def payload_parse(*, body: bytes, content_type: str, charset: str | None) -> tup
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:
         raise InvalidPayload(str(err)) from err
-    return text, payload_loads(text)
+    return text, payload_loads(text=text)
 
 
-def payload_loads(text: str) -> dict[str, Any]:
+def payload_loads(*, text: str) -> dict[str, Any]:
     """The JSON object in `text` (see payload_parse). Raises InvalidPayload."""
     try:
         data = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_finite_float)

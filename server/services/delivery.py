@@ -104,7 +104,7 @@ def _outbound_request(*, delivery: Delivery, payload: Payload) -> dict[str, Any]
     destination = delivery.destination
     headers = dict(destination.headers)
     if destination.http_method in QUERY_METHODS:
-        params, content = query_params(payload_loads(body.decode()) if data is None else data), None
+        params, content = query_params(payload_loads(text=body.decode()) if data is None else data), None
     else:
         params, content = [], body
         if not any(name.lower() == "content-type" for name in headers):
