@@ -28,3 +28,18 @@ def test_an_ingest_to_a_get_destination_over_the_limit_fails_it_unsent(client, r
     assert Attempt.objects.count() == 1
     assert published == []
     assert receiver.requests == []
+
+
+@pytest.mark.django_db
+def test_the_same_events_body_destinations_are_sent_as_usual(client, receiver, settings):
+    """Only the GET destination is refused: a POST destination of the account gets the body."""
+    settings.DATAPUSHER_MAX_QUERY_BYTES = 100
+    get = DestinationFactory(url=f"{receiver.url}/get", http_method="GET")
+    DestinationFactory(account=get.account, url=f"{receiver.url}/post", http_method="POST")
+    body = json.dumps({"note": "x" * 200}).encode()
+    response = ingest(client, get.account, body)
+    assert [(d["http_method"], d["status"]) for d in response.json()["deliveries"]] == [
+        ("GET", "failed"),
+        ("POST", "succeeded"),
+    ]
+    assert [(r.method, r.path, r.body) for r in receiver.requests] == [("POST", "/post", body)]
