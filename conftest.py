@@ -1,4 +1,10 @@
-"""Fixtures shared by every app's tests."""
+"""Fixtures shared by every app's tests.
+
+On SQLite, a test marked `django_db` (not `transaction=True`) runs inside one transaction, so its
+thread holds the process's writer lock (datapusher/sqlite3) throughout: another thread of the test
+that begins a transaction waits for it, up to the database timeout. Tests that write from several
+threads use `django_db(transaction=True)`.
+"""
 
 import threading
 from collections.abc import Callable, Iterator
