@@ -196,6 +196,14 @@ def queue_env(database_url: str, broker_url: str = BROKER) -> dict[str, str]:
     return app_env(database_url, DATAPUSHER_DELIVERY_MODE="queue", CELERY_BROKER_URL=broker_url)
 
 
+def database_url(database: str, name: str) -> str:
+    """A scratch database for a run: `sqlite` (a file `name`.sqlite3 in this run's folder) or
+    `postgresql` (reset_database())."""
+    if database == "sqlite":
+        return f"sqlite:///{scratch()}/{name}.sqlite3"
+    return reset_database()
+
+
 def reset_database(name: str = BENCH_DATABASE) -> str:
     """A new, empty PostgreSQL database (dropped first if it exists); returns its URL."""
     drop_database(name)

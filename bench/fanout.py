@@ -35,10 +35,7 @@ def main() -> None:
     receiver = benchlib.start_receiver(delay)
     print(f"ingest latency: destinations answer after {args.delay_ms} ms, {args.requests} requests a row")
     for database in args.databases:
-        if database == "sqlite":
-            database_url = f"sqlite:///{benchlib.scratch()}/fanout.sqlite3"
-        else:
-            database_url = benchlib.reset_database()
+        database_url = benchlib.database_url(database, "fanout")
         env = benchlib.app_env(database_url)
         benchlib.manage(env, "migrate", "-v0")
         urls = [[f"http://127.0.0.1:{receiver.port}/{n}/{i}" for i in range(n)] for n in counts]

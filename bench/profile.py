@@ -33,7 +33,7 @@ PARTS = [
     (
         "recording attempts and outcomes",
         (
-            "deliveries_record",
+            "_deliveries_record",
             "deliveries_send",
             "Model.save",
             "rows_update",
@@ -74,10 +74,7 @@ def main() -> None:
     if not throughput.WRK or not Path(py_spy).exists():
         raise SystemExit("needs wrk (apt-get install wrk) and py-spy (pip install py-spy)")
     receiver = benchlib.start_receiver(0)
-    if args.database == "sqlite":
-        database_url = f"sqlite:///{benchlib.scratch()}/profile.sqlite3"
-    else:
-        database_url = benchlib.reset_database()
+    database_url = benchlib.database_url(args.database, "profile")
     env = benchlib.app_env(database_url, WEB_CONCURRENCY="2", WEB_THREADS="8")
     benchlib.manage(env, "migrate", "-v0")
     [token] = benchlib.create_accounts(

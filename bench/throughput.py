@@ -202,10 +202,7 @@ def main() -> None:
         reason = "as asked" if WRK else "no wrk found"
         print(f"load: {args.clients} Python client threads, a new connection per ingest ({reason})")
     for database in args.databases:
-        if database == "sqlite":
-            database_url = f"sqlite:///{benchlib.scratch()}/throughput.sqlite3"
-        else:
-            database_url = benchlib.reset_database()
+        database_url = benchlib.database_url(database, "throughput")
         env = benchlib.app_env(
             database_url, WEB_THREADS=args.web_threads, WEB_CONCURRENCY=args.web_concurrency
         )

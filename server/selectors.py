@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import QuerySet
 
+from datapusher.sql import db_value
 from destinations.models import Destination
 from server.models import Delivery, Event
 
@@ -68,9 +69,7 @@ def ingest_target_by_token(*, token: str) -> IngestTarget | None:
 
 def ingest_target_get(*, account_id: uuid.UUID) -> IngestTarget | None:
     """The account and its destinations as they are now, or None if it was deleted."""
-    return _ingest_target(
-        _BY_ACCOUNT, Destination._meta.get_field("account").get_db_prep_save(account_id, connection)
-    )
+    return _ingest_target(_BY_ACCOUNT, db_value(model=Destination, field="account", value=account_id))
 
 
 def event_list() -> QuerySet[Event]:

@@ -382,9 +382,9 @@ def _not_started(now: datetime) -> _Change:
     return _Change(fields=fields, attempt=None)
 
 
-def deliveries_attempt(*, deliveries: Sequence[Delivery], payloads: Mapping[Any, Payload]) -> list[_Change]:
+def _deliveries_attempt(*, deliveries: Sequence[Delivery], payloads: Mapping[Any, Payload]) -> list[_Change]:
     """Attempt each delivery (all with their destination) once, at once, within this process's
-    limits; returns what each outcome changes, for deliveries_record. Touches no database.
+    limits; returns what each outcome changes, for _deliveries_record. Touches no database.
 
     With a broker, a retryable failure stays pending until its next try (the dispatcher sends it
     then). A delivery the limits did not let start stays pending, with no attempt spent.
@@ -405,10 +405,10 @@ def deliveries_attempt(*, deliveries: Sequence[Delivery], payloads: Mapping[Any,
     ]
 
 
-def deliveries_record(
+def _deliveries_record(
     *, deliveries: Sequence[Delivery], changes: Sequence[_Change], lease_id: uuid.UUID
 ) -> None:
-    """Log the attempts and write each delivery's change (from deliveries_attempt), in memory too,
+    """Log the attempts and write each delivery's change (from _deliveries_attempt), in memory too,
     where the delivery is still held under `lease_id`. Run it inside a transaction.
 
     Two statements whatever the number of deliveries: one INSERT of the attempts, one UPDATE of the
@@ -462,15 +462,28 @@ def deliveries_record(
 
 
 def deliveries_send(
-    *, deliveries: Sequence[Delivery], lease_id: uuid.UUID, payloads: Mapping[Any, Payload]
+    *,
+    deliveries: Sequence[Delivery],
+    lease_id: uuid.UUID,
+    payloads: Mapping[Any, Payload],
+    processed: Event | None = None,
 ) -> None:
     """Attempt each delivery (all held under `lease_id`, all with their destination) once, at once,
-    and record the outcomes in one transaction (deliveries_attempt, then deliveries_record).
-    Failures are recorded, never raised."""
-    if deliveries:
-        changes = deliveries_attempt(deliveries=deliveries, payloads=payloads)
-        with transaction.atomic():
-            deliveries_record(deliveries=deliveries, changes=changes, lease_id=lease_id)
+    and record the outcomes in one transaction; with `processed` (the sync ingest's event), set its
+    processed_at in that same transaction. Failures are recorded, never raised."""
+    changes = _deliveries_attempt(deliveries=deliveries, payloads=payloads)
+    if not deliveries and processed is None:
+        return
+    with transaction.atomic():
+        _deliveries_record(deliveries=deliveries, changes=changes, lease_id=lease_id)
+        if processed is not None:
+            processed.processed_at = timezone.now()
+            rows_update(
+                model=Event,
+                key="event_id",
+                fields=["processed_at"],
+                rows=[(processed.pk, processed.processed_at)],
+            )
 
 
 def _outcome_write(*, delivery: Delivery, change: _Change, lease_id: uuid.UUID, now: datetime) -> bool:

@@ -9,10 +9,10 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from datapusher.sql import objects_insert, rows_update
+from datapusher.sql import objects_insert
 from server.models import Delivery, Event
 from server.selectors import IngestTarget, ingest_target_get
-from server.services.delivery import bulkhead, deliveries_attempt, deliveries_record, lease_duration
+from server.services.delivery import bulkhead, deliveries_send, lease_duration
 from server.services.dispatch import deliveries_hand_over, queue_mode
 
 
@@ -122,11 +122,7 @@ def _event_ingest(
             if last_try or target is None:
                 raise
     if not queued:
-        changes = deliveries_attempt(deliveries=deliveries, payloads={event.event_id: (body, data)})
-        with transaction.atomic():
-            deliveries_record(deliveries=deliveries, changes=changes, lease_id=lease_id)
-            event.processed_at = timezone.now()
-            rows_update(
-                model=Event, key="event_id", fields=["processed_at"], rows=[(event.pk, event.processed_at)]
-            )
+        deliveries_send(
+            deliveries=deliveries, lease_id=lease_id, payloads={event.event_id: (body, data)}, processed=event
+        )
     return IngestOutcome(event=event, deliveries=deliveries, duplicate=False, queued=queued)
