@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from rest_framework.authtoken.models import Token
+from django.core.cache import cache
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 
@@ -90,6 +91,13 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """Each test starts with an empty cache: rate-limit counters do not carry over."""
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def staff_user(django_user_model):
     return django_user_model.objects.create_user(username="operator", is_staff=True)
@@ -99,8 +107,8 @@ def staff_user(django_user_model):
 def api_client(staff_user) -> APIClient:
     """An API client authenticated with a staff user's token, as integrators call the API."""
     client = APIClient()
-    token = Token.objects.create(user=staff_user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, token = AuthToken.objects.create(user=staff_user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 

@@ -1,12 +1,28 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 
 from accounts.tokens import generate_app_secret_token
 
 
-class Account(models.Model):
+class Authored(models.Model):
+    """Who created the row and who last changed it (NULL once that user is deleted, or when the
+    change came from a command or the ingest rather than a person)."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DB_SET_NULL, related_name="+"
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DB_SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        abstract = True
+
+
+class Account(Authored):
     """A customer whose incoming data is pushed to its destinations."""
 
     account_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -31,3 +47,28 @@ class Account(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_name} <{self.email}>"
+
+
+class AccountMember(Authored):
+    """A user's role on an account: `admin` manages it, `member` reads it and may resend."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin"
+        MEMBER = "member"
+
+    account = models.ForeignKey(Account, on_delete=models.DB_CASCADE, related_name="members")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.DB_CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=6, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "user"], name="account_member_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) on {self.account}"

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
-from accounts.models import Account
+from accounts.models import Account, AccountMember
 from accounts.services import EMAIL_TAKEN
 from datapusher.serializers import HttpUrlField
 
@@ -25,3 +25,54 @@ class AccountSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["account_id", "app_secret_token", "created_at", "updated_at"]
+
+
+class SignInSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=254, help_text="The username or the email address.")
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+
+
+class SignedInSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Send it as `Authorization: Token <token>`.")
+    expiry = serializers.DateTimeField(allow_null=True, help_text="When it stops working.")
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    user_id = serializers.IntegerField(read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = AccountMember
+        fields = ["user_id", "email", "role", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class MemberCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=150)
+    role = serializers.ChoiceField(choices=AccountMember.Role.choices)
+
+
+class MemberCreatedSerializer(MemberSerializer):
+    password = serializers.CharField(
+        required=False, help_text="Only when this created the user: its one-time password, shown once."
+    )
+
+    class Meta(MemberSerializer.Meta):
+        fields = [*MemberSerializer.Meta.fields, "password"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    account_id = serializers.UUIDField(read_only=True)
+    account_name = serializers.CharField(source="account.account_name", read_only=True)
+
+    class Meta:
+        model = AccountMember
+        fields = ["account_id", "account_name", "role"]
+
+
+class MeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.EmailField()
+    is_staff = serializers.BooleanField(help_text="Staff see and manage every account.")
+    memberships = MembershipSerializer(many=True)

@@ -5,10 +5,16 @@ from django.db import models
 
 
 def model_update[M: models.Model](
-    *, instance: M, fields: Iterable[str], data: Mapping[str, Any], save: Callable[[list[str]], object]
+    *,
+    instance: M,
+    fields: Iterable[str],
+    data: Mapping[str, Any],
+    save: Callable[[list[str]], object],
+    by: Any = None,
 ) -> M:
     """Set those of `fields` present in `data` on `instance` and, if any value changed, call
-    `save(update_fields)` with only those fields and `updated_at`; serves PUT and PATCH.
+    `save(update_fields)` with only those fields and `updated_at` (and `updated_by`, set to `by`,
+    when a user is given); serves PUT and PATCH.
 
     Only the changed fields are written, so a concurrent write of another field (a token or secret
     rotated meanwhile) is never undone; the instance is then read back, so the caller answers with
@@ -24,6 +30,9 @@ def model_update[M: models.Model](
         if field.value_from_object(instance) != before:
             changed.append(name)
     if changed:
+        if by is not None:
+            instance.updated_by = by
+            changed.append("updated_by")
         save([*changed, "updated_at"])
         instance.refresh_from_db()
     return instance

@@ -5,6 +5,7 @@ Product settings are prefixed `DATAPUSHER_`.
 """
 
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -33,7 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -115,15 +116,34 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_6
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # Signed in; staff see everything, others the accounts they are members of (accounts/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.AccountRolePermission"],
     "DEFAULT_PAGINATION_CLASS": "datapusher.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "datapusher.exceptions.exception_handler",
+    # The client address of a request through this many proxies (X-Forwarded-For); 0: the socket's.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+}
+
+# Failed sign-ins allowed per username and per client address before POST /api/auth/token/ answers
+# 429 (DRF's rate format: "5/minute"; counted in the shared cache, datapusher/ratelimit.py).
+DATAPUSHER_SIGN_IN_FAILURES_PER_USERNAME = env.str(
+    "DATAPUSHER_SIGN_IN_FAILURES_PER_USERNAME", default="5/minute"
+)
+DATAPUSHER_SIGN_IN_FAILURES_PER_ADDRESS = env.str(
+    "DATAPUSHER_SIGN_IN_FAILURES_PER_ADDRESS", default="20/minute"
+)
+
+# API tokens for people (POST /api/auth/token/) expire after this many days; service tokens made by
+# `manage.py create_api_token` do not. Stored as hashes (django-rest-knox).
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=env.float("DATAPUSHER_USER_TOKEN_DAYS", default=30)),
+    "AUTH_HEADER_PREFIX": "Token",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -220,7 +240,12 @@ for _name in (
 REDIS_URL = env.str("REDIS_URL", default="")
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A Redis that does not answer costs a request at most this long (seconds).
+            "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+        }
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from accounts.views import AccountViewSet
+from accounts.views import AccountViewSet, MemberViewSet, MeView, SignInView, SignOutView
 from destinations.views import AccountDestinationList, DestinationViewSet
 from server.views import DeliveryViewSet, EventViewSet
 
@@ -20,6 +20,19 @@ urlpatterns = [
         AccountDestinationList.as_view(),
         name="account-destinations",
     ),
+    path(
+        "api/accounts/<str:account_id>/members/",
+        MemberViewSet.as_view({"get": "list", "post": "create"}),
+        name="account-members",
+    ),
+    path(
+        "api/accounts/<str:account_id>/members/<str:user_id>/",
+        MemberViewSet.as_view({"patch": "partial_update", "delete": "destroy"}),
+        name="account-member",
+    ),
+    path("api/auth/token/", SignInView.as_view(), name="auth-token"),
+    path("api/auth/logout/", SignOutView.as_view(), name="auth-logout"),
+    path("api/auth/me/", MeView.as_view(), name="auth-me"),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

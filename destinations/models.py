@@ -1,12 +1,12 @@
 from django.db import models
 
-from accounts.models import Account
+from accounts.models import Account, Authored
 from datapusher.validators import http_url_validator
 from destinations.signing import generate_signing_secret
 from destinations.validators import validate_destination_address, validate_headers
 
 
-class Destination(models.Model):
+class Destination(Authored):
     """A URL that receives an account's incoming data, with the method and headers to use."""
 
     class HttpMethod(models.TextChoices):

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from accounts.models import Account
+from accounts.selectors import account_administered_list
 from datapusher.serializers import HttpUrlField
 from destinations.models import Destination
 from destinations.validators import validate_destination_address, validate_headers
@@ -13,11 +13,18 @@ class HttpMethodField(serializers.ChoiceField):
         return super().to_internal_value(data.upper() if isinstance(data, str) else data)
 
 
+class AdministeredAccountField(serializers.PrimaryKeyRelatedField):
+    """An account_id among the accounts the requesting user administers: any other, existing or
+    not, is the same 400 (does not exist)."""
+
+    def get_queryset(self):
+        return account_administered_list(user=self.context["request"].user)
+
+
 class DestinationSerializer(serializers.ModelSerializer):
-    account = serializers.PrimaryKeyRelatedField(
-        queryset=Account.objects.all(),
+    account = AdministeredAccountField(
         pk_field=serializers.UUIDField(),
-        help_text="The owning account's account_id.",
+        help_text="The owning account's account_id: one you are an admin of.",
     )
     url = HttpUrlField(max_length=2048, validators=[validate_destination_address])
     http_method = HttpMethodField(choices=Destination.HttpMethod.choices)

@@ -1,6 +1,8 @@
 from collections.abc import Mapping
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
+
 from accounts.models import Account
 from datapusher.services import model_update
 from destinations.models import Destination
@@ -16,19 +18,29 @@ def _destination_save(*, destination: Destination, update_fields: list[str] | No
 
 
 def destination_create(
-    *, account: Account, url: str, http_method: str, headers: dict[str, str]
+    *,
+    account: Account,
+    url: str,
+    http_method: str,
+    headers: dict[str, str],
+    by: AbstractBaseUser | None = None,
 ) -> Destination:
     """Create a destination for `account`. Raises ValidationError on an invalid field."""
-    destination = Destination(account=account, url=url, http_method=http_method, headers=headers)
+    destination = Destination(
+        account=account, url=url, http_method=http_method, headers=headers, created_by=by, updated_by=by
+    )
     return _destination_save(destination=destination)
 
 
-def destination_update(*, destination: Destination, data: Mapping[str, Any]) -> Destination:
+def destination_update(
+    *, destination: Destination, data: Mapping[str, Any], by: AbstractBaseUser | None = None
+) -> Destination:
     """Update the editable fields present in `data`. Raises ValidationError on an invalid field."""
     return model_update(
         instance=destination,
         fields=DESTINATION_EDITABLE_FIELDS,
         data=data,
+        by=by,
         save=lambda update_fields: _destination_save(destination=destination, update_fields=update_fields),
     )
 
@@ -37,8 +49,9 @@ def destination_delete(*, destination: Destination) -> None:
     destination.delete()
 
 
-def destination_rotate_secret(*, destination: Destination) -> Destination:
+def destination_rotate_secret(*, destination: Destination, by: AbstractBaseUser | None = None) -> Destination:
     """Give the destination a new signing secret; deliveries are signed with it from now on."""
     destination.signing_secret = generate_signing_secret()
-    destination.save(update_fields=["signing_secret", "updated_at"])
+    destination.updated_by = by
+    destination.save(update_fields=["signing_secret", "updated_at", "updated_by"])
     return destination

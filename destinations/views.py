@@ -5,9 +5,10 @@ from rest_framework import generics, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.models import Account
+from accounts.selectors import account_list
 from datapusher.filters import ListFiltersMixin
 from destinations.models import Destination
+from destinations.selectors import destination_list
 from destinations.serializers import DestinationSerializer
 from destinations.services import (
     destination_create,
@@ -26,16 +27,21 @@ class DestinationFilter(filters.FilterSet):
 
 
 class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
-    queryset = Destination.objects.all()
+    """Destinations of the accounts the user is a member of; created, changed and deleted by the
+    account's admins (only for, or to, accounts they administer)."""
+
     serializer_class = DestinationSerializer
     filterset_class = DestinationFilter
 
+    def get_queryset(self):
+        return destination_list(user=self.request.user)
+
     def perform_create(self, serializer):
-        serializer.instance = destination_create(**serializer.validated_data)
+        serializer.instance = destination_create(**serializer.validated_data, by=self.request.user)
 
     def perform_update(self, serializer):
         serializer.instance = destination_update(
-            destination=serializer.instance, data=serializer.validated_data
+            destination=serializer.instance, data=serializer.validated_data, by=self.request.user
         )
 
     def perform_destroy(self, instance):
@@ -45,17 +51,19 @@ class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request, pk=None):
         """Replace the destination's signing secret; the answer carries the new one."""
-        destination = destination_rotate_secret(destination=self.get_object())
+        destination = destination_rotate_secret(destination=self.get_object(), by=request.user)
         return Response(self.get_serializer(destination).data)
 
 
 @extend_schema(parameters=[OpenApiParameter("account_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
 class AccountDestinationList(generics.ListAPIView):
-    """The destinations of one account (404 for an unknown account)."""
+    """The destinations of one account (404 for an account the user is not a member of)."""
 
     queryset = Destination.objects.none()  # the real one depends on the URL; this one names the model
     serializer_class = DestinationSerializer
 
     def get_queryset(self):
-        account = generics.get_object_or_404(Account.objects.all(), account_id=self.kwargs["account_id"])
+        account = generics.get_object_or_404(
+            account_list(user=self.request.user), account_id=self.kwargs["account_id"]
+        )
         return account.destinations.all()

@@ -3,9 +3,11 @@
 import uuid
 from dataclasses import dataclass
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import QuerySet
 
+from accounts.selectors import scoped
 from datapusher.sql import db_value
 from destinations.models import Destination
 from server.models import Delivery, Event
@@ -72,21 +74,24 @@ def ingest_target_get(*, account_id: uuid.UUID) -> IngestTarget | None:
     return _ingest_target(_BY_ACCOUNT, db_value(model=Destination, field="account", value=account_id))
 
 
-def event_list() -> QuerySet[Event]:
-    """Events, newest first."""
-    return Event.objects.all()
+def event_list(*, user: AbstractBaseUser) -> QuerySet[Event]:
+    """The events of the accounts `user` is a member of (all for staff), newest first."""
+    return scoped(Event.objects.all(), user=user)
 
 
-def event_detail_list() -> QuerySet[Event]:
-    """Events with their deliveries and each delivery's attempts, for detail views."""
-    return Event.objects.prefetch_related("deliveries__attempts", "deliveries__event")
+def event_detail_list(*, user: AbstractBaseUser) -> QuerySet[Event]:
+    """event_list with each event's deliveries and their attempts, for detail views."""
+    return event_list(user=user).prefetch_related("deliveries__attempts", "deliveries__event")
 
 
-def delivery_list() -> QuerySet[Delivery]:
-    """Deliveries in the order they were created, with what their list entries show."""
-    return Delivery.objects.select_related("event", "destination")
+def delivery_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
+    """The deliveries of the accounts `user` is a member of (all for staff), in the order they
+    were created, with what their list entries show."""
+    return scoped(
+        Delivery.objects.select_related("event", "destination"), user=user, account_path="event__account_id"
+    )
 
 
-def delivery_detail_list() -> QuerySet[Delivery]:
-    """Deliveries with their attempts, for detail views."""
-    return delivery_list().prefetch_related("attempts")
+def delivery_detail_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
+    """delivery_list with each delivery's attempts, for detail views."""
+    return delivery_list(user=user).prefetch_related("attempts")

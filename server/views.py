@@ -113,9 +113,11 @@ class EventViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):
 
     lookup_field = "event_id"
     filterset_class = EventFilter
+    member_actions = ("redeliver",)
 
     def get_queryset(self):
-        return event_detail_list() if self.action == "retrieve" else event_list()
+        select = event_detail_list if self.action == "retrieve" else event_list
+        return select(user=self.request.user)
 
     def get_serializer_class(self):
         return EventSerializer if self.action == "list" else EventDetailSerializer
@@ -145,9 +147,11 @@ class DeliveryViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):
 
     lookup_field = "delivery_id"
     filterset_class = DeliveryFilter
+    member_actions = ("retry",)  # the only write here: the permission never needs a delivery's account
 
     def get_queryset(self):
-        return delivery_detail_list() if self.action == "retrieve" else delivery_list()
+        select = delivery_detail_list if self.action == "retrieve" else delivery_list
+        return select(user=self.request.user)
 
     def get_serializer_class(self):
         return DeliverySerializer if self.action == "list" else DeliveryDetailSerializer

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from accounts.models import Account
@@ -34,12 +34,15 @@ def test_invalid_token_is_refused_with_401():
     assert client.get(LIST_URL).status_code == 401
 
 
-def test_non_staff_user_is_forbidden(django_user_model):
-    """The management API is for staff: a plain user's valid token gets 403."""
+def test_a_user_who_is_no_member_sees_no_account(django_user_model, api_client):
+    """A signed-in user who is not staff sees only the accounts it is a member of: none here."""
+    api_client.post(LIST_URL, {"email": "a@example.com", "account_name": "A"}, format="json")
     user = django_user_model.objects.create_user(username="plain")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    assert client.get(LIST_URL).status_code == 403
+    client.credentials(HTTP_AUTHORIZATION=f"Token {AuthToken.objects.create(user=user)[1]}")
+    response = client.get(LIST_URL)
+    assert response.status_code == 200
+    assert response.json()["count"] == 0
 
 
 def test_session_authentication_works(client, staff_user):

@@ -4,6 +4,7 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,7 @@ def test_create_api_token_creates_staff_user_and_prints_only_the_key():
     """stdout is the bare key (scripts capture it); the new user is staff with no usable password."""
     out, err = run("create_api_token", "ci-bot")
     key = out.strip()
-    assert re.fullmatch(r"[0-9a-f]{40}", key)
+    assert re.fullmatch(r"[0-9a-f]{64}", key)
     assert out == f"{key}\n"
     assert err == "Created staff user 'ci-bot'.\n"
     user = get_user_model().objects.get(username="ci-bot")
@@ -29,13 +30,18 @@ def test_create_api_token_creates_staff_user_and_prints_only_the_key():
     assert client.get("/api/accounts/").status_code == 200
 
 
-def test_create_api_token_is_idempotent():
-    """A second run for the same user prints the same key and creates nothing."""
+def test_create_api_token_again_makes_a_second_token_for_the_same_user():
+    """Tokens are stored hashed, so a second run prints a new one; both work and never expire."""
     first, _ = run("create_api_token", "ci-bot")
     second, err = run("create_api_token", "ci-bot")
-    assert first == second
+    assert first != second
     assert err == ""
     assert get_user_model().objects.filter(username="ci-bot").count() == 1
+    assert list(AuthToken.objects.values_list("expiry", flat=True)) == [None, None]
+    for key in (first.strip(), second.strip()):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        assert client.get("/api/accounts/").status_code == 200
 
 
 def test_bootstrap_admin_prints_credentials_once_and_never_changes_them(client):

@@ -4,7 +4,7 @@ the ingest's JSON under /server/, DRF's under /api/, Django's HTML pages elsewhe
 import pytest
 from django.db import OperationalError
 from django.test import Client
-from rest_framework.authentication import TokenAuthentication
+from knox.auth import TokenAuthentication
 from rest_framework.test import APIClient
 
 from datapusher.middleware import DATABASE_RETRY_AFTER_SECONDS

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
@@ -60,7 +60,7 @@ def test_a_flooding_account_starves_neither_another_account_nor_the_api(
     for i in range(3):
         DestinationFactory(account=flooding, url=f"{receiver.url}/slow/{i}")
     DestinationFactory(account=other, url=f"{receiver.url}/fast")
-    api_token = Token.objects.create(user=staff_user).key
+    _, api_token = AuthToken.objects.create(user=staff_user)
     database_url = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**postgres)
     server = gunicorn(
         database_url=database_url,
