@@ -1,4 +1,4 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from accounts.models import Account
 from destinations.models import Destination
@@ -15,14 +15,28 @@ class DestinationInline(admin.TabularInline):
 class AccountAdmin(admin.ModelAdmin):
     list_display = ["account_name", "email", "website", "created_at"]
     search_fields = ["email", "account_name"]
-    readonly_fields = ["account_id", "app_secret_token", "created_at", "updated_at"]
+    readonly_fields = ["account_id", "app_secret_token_prefix", "created_at", "updated_at"]
     fields = [
         "account_id",
         "email",
         "account_name",
         "website",
-        "app_secret_token",
+        "app_secret_token_prefix",
         "created_at",
         "updated_at",
     ]
     inlines = [DestinationInline]
+
+    def save_model(self, request, obj, form, change):
+        """A new account gets its token here, shown once in the confirmation (only its hash is kept)."""
+        if not change:
+            obj.new_app_secret_token()
+            obj.created_by = request.user
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+        if not change:
+            messages.warning(
+                request,
+                f"The app secret token of {obj.account_name} is {obj.app_secret_token} — copy it now: "
+                "it is kept hashed and shown only this once.",
+            )

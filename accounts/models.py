@@ -4,7 +4,12 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 
-from accounts.tokens import generate_app_secret_token
+from accounts.tokens import (
+    APP_SECRET_TOKEN_PREFIX_LENGTH,
+    app_secret_token_hash,
+    generate_app_secret_token,
+    unknown_app_secret_token_hash,
+)
 
 
 class Authored(models.Model):
@@ -28,8 +33,13 @@ class Account(Authored):
     account_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     email = models.EmailField(max_length=254)
     account_name = models.CharField(max_length=255)
-    app_secret_token = models.CharField(
-        max_length=64, unique=True, default=generate_app_secret_token, editable=False
+    # The app secret token (CL-X-TOKEN) is kept as a hash, and its first characters to recognise it;
+    # the token itself is known only to the instance that made it (see new_app_secret_token).
+    app_secret_token_hash = models.CharField(
+        max_length=64, unique=True, default=unknown_app_secret_token_hash, editable=False
+    )
+    app_secret_token_prefix = models.CharField(
+        max_length=APP_SECRET_TOKEN_PREFIX_LENGTH, blank=True, editable=False
     )
     website = models.URLField(max_length=2048, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -45,8 +55,19 @@ class Account(Authored):
             ),
         ]
 
+    # Set on this instance only, by new_app_secret_token, so that the answer that made it can show it once.
+    app_secret_token: str | None = None
+
     def __str__(self) -> str:
         return f"{self.account_name} <{self.email}>"
+
+    def new_app_secret_token(self) -> str:
+        """Give the account a fresh token (not saved yet): sets its hash and prefix, returns it."""
+        token = generate_app_secret_token()
+        self.app_secret_token = token
+        self.app_secret_token_hash = app_secret_token_hash(token)
+        self.app_secret_token_prefix = token[:APP_SECRET_TOKEN_PREFIX_LENGTH]
+        return token
 
 
 class AccountMember(Authored):

@@ -12,6 +12,15 @@ class AccountSerializer(serializers.ModelSerializer):
         validators=[UniqueValidator(Account.objects.all(), lookup="iexact", message=EMAIL_TAKEN)],
     )
     website = HttpUrlField(max_length=2048, required=False, allow_blank=True)
+    app_secret_token = serializers.CharField(
+        read_only=True,
+        required=False,
+        help_text="The CL-X-TOKEN. Only in the answers that make it (create, rotate-token): it is kept "
+        "hashed and never shown again.",
+    )
+    app_secret_token_prefix = serializers.CharField(
+        read_only=True, help_text="The token's first 8 characters, to recognise it by."
+    )
 
     class Meta:
         model = Account
@@ -20,11 +29,18 @@ class AccountSerializer(serializers.ModelSerializer):
             "email",
             "account_name",
             "app_secret_token",
+            "app_secret_token_prefix",
             "website",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["account_id", "app_secret_token", "created_at", "updated_at"]
+        read_only_fields = ["account_id", "created_at", "updated_at"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if instance.app_secret_token is None:
+            del data["app_secret_token"]
+        return data
 
 
 class SignInSerializer(serializers.Serializer):

@@ -10,7 +10,6 @@ from django.db.models import Q
 from knox.models import AuthToken
 
 from accounts.models import Account, AccountMember
-from accounts.tokens import generate_app_secret_token
 from datapusher.services import model_update
 
 ACCOUNT_EDITABLE_FIELDS = ("email", "account_name", "website")
@@ -39,9 +38,9 @@ def _account_save(*, account: Account, update_fields: list[str] | None = None) -
 def account_create(*, email: str, account_name: str, website: str = "", by: User | None = None) -> Account:
     """Create an account with a fresh app secret token; `by`, when given, becomes its admin.
     Raises ValidationError if the email is taken."""
-    account = _account_save(
-        account=Account(email=email, account_name=account_name, website=website, created_by=by, updated_by=by)
-    )
+    account = Account(email=email, account_name=account_name, website=website, created_by=by, updated_by=by)
+    account.new_app_secret_token()
+    _account_save(account=account)
     if by is not None:
         AccountMember.objects.create(account=account, user=by, role=ADMIN, created_by=by, updated_by=by)
     return account
@@ -59,10 +58,13 @@ def account_update(*, account: Account, data: Mapping[str, Any], by: User | None
 
 
 def account_rotate_token(*, account: Account, by: User | None = None) -> Account:
-    """Give the account a new app secret token; the old one stops working at once."""
-    account.app_secret_token = generate_app_secret_token()
+    """Give the account a new app secret token, on `account.app_secret_token` (to be shown once);
+    the old one stops working at once."""
+    account.new_app_secret_token()
     account.updated_by = by
-    account.save(update_fields=["app_secret_token", "updated_at", "updated_by"])
+    account.save(
+        update_fields=["app_secret_token_hash", "app_secret_token_prefix", "updated_at", "updated_by"]
+    )
     return account
 
 

@@ -8,6 +8,7 @@ from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import QuerySet
 
 from accounts.selectors import scoped
+from accounts.tokens import app_secret_token_hash
 from datapusher.sql import db_value
 from destinations.models import Destination
 from server.models import Delivery, Event
@@ -19,7 +20,7 @@ _TARGET_SQL = """
     FROM accounts_account a LEFT JOIN destinations_destination d ON d.account_id = a.account_id
     WHERE a.{column} = %s ORDER BY d.id
 """
-_BY_TOKEN = _TARGET_SQL.format(column="app_secret_token")
+_BY_TOKEN = _TARGET_SQL.format(column="app_secret_token_hash")
 _BY_ACCOUNT = _TARGET_SQL.format(column="account_id")
 
 
@@ -64,9 +65,9 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
 
 
 def ingest_target_by_token(*, token: str) -> IngestTarget | None:
-    """The account whose app secret token is `token` with its destinations (one statement), or
-    None (also for an empty token)."""
-    return _ingest_target(_BY_TOKEN, token) if token else None
+    """The account whose app secret token is `token` with its destinations (one statement, by the
+    token's hash), or None (also for an empty token)."""
+    return _ingest_target(_BY_TOKEN, app_secret_token_hash(token)) if token else None
 
 
 def ingest_target_get(*, account_id: uuid.UUID) -> IngestTarget | None:

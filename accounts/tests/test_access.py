@@ -176,7 +176,7 @@ def _json(data: dict[str, Any] | None) -> dict[str, Any]:
 def _snapshot(world: World) -> tuple:
     """What any write in the table would change."""
     return (
-        list(Account.objects.values_list("account_id", "account_name", "email", "app_secret_token")),
+        list(Account.objects.values_list("account_id", "account_name", "email", "app_secret_token_hash")),
         list(Destination.objects.values_list("id", "url", "http_method", "signing_secret")),
         list(AccountMember.objects.values_list("account_id", "user_id", "role")),
         list(Delivery.objects.values_list("id", "attempt_count")),

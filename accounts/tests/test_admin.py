@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from accounts.models import Account
@@ -19,20 +21,22 @@ def test_account_search_by_email_and_name(admin_client):
     assert by_name.context["cl"].result_count == 1
 
 
-def test_account_page_shows_token_read_only_and_destinations_inline(admin_client):
-    """The change page shows the token as text (not an input) and the destinations inline."""
+def test_account_page_shows_only_the_token_prefix_and_destinations_inline(admin_client):
+    """The change page shows the token's first 8 characters as text, never the token; destinations inline."""
     destination = DestinationFactory(url="https://inline.example.com/hook")
     account = destination.account
     response = admin_client.get(f"/admin/accounts/account/{account.account_id}/change/")
     html = response.content.decode()
     assert response.status_code == 200
-    assert account.app_secret_token in html
-    assert 'name="app_secret_token"' not in html
+    assert account.app_secret_token[:8] in html
+    assert account.app_secret_token not in html
+    assert 'name="app_secret_token' not in html
     assert "https://inline.example.com/hook" in html
 
 
-def test_admin_creates_account_with_generated_token(admin_client):
-    """Adding an account in the admin generates its token."""
+def test_admin_creates_account_with_generated_token_shown_once(admin_client, client):
+    """Adding an account in the admin generates its token and shows it in that confirmation only;
+    it works at the ingest."""
     response = admin_client.post(
         "/admin/accounts/account/add/",
         {
@@ -44,7 +48,17 @@ def test_admin_creates_account_with_generated_token(admin_client):
         },
     )
     assert response.status_code == 302
-    assert len(Account.objects.get(email="admin-made@example.com").app_secret_token) == 43
+    shown = admin_client.get(response.url).content.decode()
+    token = re.search(r"The app secret token of Admin Made is ([A-Za-z0-9_-]{43})", shown).group(1)
+    account = Account.objects.get(email="admin-made@example.com")
+    assert account.app_secret_token_prefix == token[:8]
+    assert token not in admin_client.get(response.url).content.decode()
+    assert (
+        client.post(
+            "/server/incoming_data", {}, content_type="application/json", headers={"CL-X-TOKEN": token}
+        ).status_code
+        == 200
+    )
 
 
 def test_admin_rejects_header_injection(admin_client):

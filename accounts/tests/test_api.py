@@ -1,3 +1,4 @@
+import hashlib
 import re
 import uuid
 
@@ -65,19 +66,21 @@ def test_create_returns_the_account_with_generated_id_and_token(api_client):
         "email",
         "account_name",
         "app_secret_token",
+        "app_secret_token_prefix",
         "website",
         "created_at",
         "updated_at",
     }
     assert uuid.UUID(body["account_id"])
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", body["app_secret_token"])
+    assert body["app_secret_token_prefix"] == body["app_secret_token"][:8]
     account = Account.objects.get(account_id=body["account_id"])
     assert (account.email, account.account_name, account.website) == (
         "ops@example.com",
         "Ops",
         "https://ops.example.com",
     )
-    assert account.app_secret_token == body["app_secret_token"]
+    assert account.app_secret_token_hash == hashlib.sha256(body["app_secret_token"].encode()).hexdigest()
 
 
 def test_each_account_gets_a_different_token(api_client):
@@ -106,7 +109,9 @@ def test_client_supplied_token_and_id_are_ignored(api_client):
     assert response.status_code == 201
     assert response.json()["app_secret_token"] != "chosen-by-client"
     assert response.json()["account_id"] != "00000000-0000-0000-0000-000000000001"
-    assert not Account.objects.filter(app_secret_token="chosen-by-client").exists()
+    assert not Account.objects.filter(
+        app_secret_token_hash=hashlib.sha256(b"chosen-by-client").hexdigest()
+    ).exists()
 
 
 def test_website_is_optional_and_empty_means_none(api_client):
@@ -181,13 +186,20 @@ def test_email_uniqueness_is_enforced_by_the_database():
     assert excinfo.value.message_dict == {"email": ["An account with this email already exists."]}
 
 
-def test_retrieve_returns_the_account(api_client):
-    """GET by account_id returns the account with its token."""
+def test_retrieve_and_list_show_the_token_prefix_never_the_token(api_client):
+    """After the answer that made it, the API shows only the token's first 8 characters."""
     account = AccountFactory()
     response = api_client.get(detail_url(account.account_id))
     assert response.status_code == 200
     assert response.json()["account_id"] == str(account.account_id)
-    assert response.json()["app_secret_token"] == account.app_secret_token
+    assert "app_secret_token" not in response.json()
+    assert response.json()["app_secret_token_prefix"] == account.app_secret_token[:8]
+    listed = api_client.get(LIST_URL).json()["results"]
+    assert [("app_secret_token" in row, row["app_secret_token_prefix"]) for row in listed] == [
+        (False, account.app_secret_token[:8])
+    ]
+    for answer in (response, api_client.get(LIST_URL), api_client.patch(detail_url(account.account_id), {})):
+        assert account.app_secret_token not in answer.content.decode()
 
 
 @pytest.mark.parametrize("account_id", [uuid.uuid4(), "not-a-uuid", "123"])
@@ -202,7 +214,7 @@ def test_retrieve_unknown_or_malformed_id_is_404(api_client, account_id):
 def test_put_replaces_editable_fields_and_ignores_token(api_client):
     """PUT updates email, name and website; a token in the body is ignored."""
     account = AccountFactory()
-    old_token = account.app_secret_token
+    old_hash = account.app_secret_token_hash
     response = api_client.put(
         detail_url(account.account_id),
         {"email": "new@example.com", "account_name": "New", "website": "", "app_secret_token": "x"},
@@ -211,7 +223,7 @@ def test_put_replaces_editable_fields_and_ignores_token(api_client):
     assert response.status_code == 200
     account.refresh_from_db()
     assert (account.email, account.account_name, account.website) == ("new@example.com", "New", "")
-    assert account.app_secret_token == old_token
+    assert account.app_secret_token_hash == old_hash
 
 
 def test_put_requires_all_required_fields(api_client):
@@ -257,8 +269,9 @@ def test_rotate_token_returns_a_new_token(api_client):
     new_token = response.json()["app_secret_token"]
     assert new_token != old_token
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", new_token)
+    assert response.json()["app_secret_token_prefix"] == new_token[:8]
     account.refresh_from_db()
-    assert account.app_secret_token == new_token
+    assert account.app_secret_token_hash == hashlib.sha256(new_token.encode()).hexdigest()
 
 
 def test_rotate_token_unknown_account_is_404(api_client):

@@ -6,6 +6,7 @@ from accounts import services
 from accounts.models import Account
 from accounts.services import account_create, account_rotate_token
 from accounts.tests.factories import AccountFactory
+from accounts.tokens import app_secret_token_hash
 
 pytestmark = pytest.mark.django_db
 
@@ -31,8 +32,8 @@ def test_patch_racing_a_token_rotation_keeps_the_rotated_token(api_client, befor
     stored = Account.objects.get(pk=account.pk)
     assert len(rotated) == 1
     assert rotated[0] != account.app_secret_token
-    assert (stored.account_name, stored.app_secret_token) == ("After", rotated[0])
-    assert response.json()["app_secret_token"] == rotated[0]  # the answer shows the row as it is
+    assert (stored.account_name, stored.app_secret_token_hash) == ("After", app_secret_token_hash(rotated[0]))
+    assert response.json()["app_secret_token_prefix"] == rotated[0][:8]  # the answer shows the row as it is
 
 
 def test_patch_racing_another_field_update_keeps_that_update(api_client, before_update):

@@ -5,8 +5,11 @@ import importlib
 import pytest
 from django.apps import apps
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from knox.models import AuthToken
 from rest_framework.test import APIClient
+
+from accounts.models import Account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,3 +43,29 @@ def test_without_the_old_table_the_migration_does_nothing():
     with connection.schema_editor() as editor:
         migration.move_tokens(apps, editor)
     assert AuthToken.objects.count() == 0
+
+
+def test_app_secret_tokens_in_clear_are_hashed_in_place_and_keep_working(client):
+    """Migrating an account made with a clear-text token keeps that token working at the ingest,
+    shows its first 8 characters, and leaves no column holding it."""
+    executor = MigrationExecutor(connection)
+    before, after = [("accounts", "0003_api_tokens_hashed")], [("accounts", "0004_app_secret_token_hashed")]
+    executor.migrate(before)
+    old_apps = executor.loader.project_state(before).apps
+    token = "old-token-made-before-hashing-0123456789abc"
+    old_apps.get_model("accounts", "Account").objects.create(
+        email="old@example.com", account_name="Old", app_secret_token=token
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    account = Account.objects.get(email="old@example.com")
+    assert account.app_secret_token_prefix == token[:8]
+    columns = [
+        column.name
+        for column in connection.introspection.get_table_description(connection.cursor(), "accounts_account")
+    ]
+    assert "app_secret_token" not in columns
+    response = client.post(
+        "/server/incoming_data", {}, content_type="application/json", headers={"CL-X-TOKEN": token}
+    )
+    assert response.status_code == 200
