@@ -192,6 +192,9 @@ for _cidr in DATAPUSHER_ALLOWED_NETWORKS:
         ipaddress.ip_network(_cidr, strict=False)
     except ValueError as _err:
         raise ImproperlyConfigured(f"DATAPUSHER_ALLOWED_NETWORKS: {_err}") from _err
+# After a destination's signing secret is rotated, deliveries carry a signature with the previous
+# secret too for this many seconds (24 h), so that receivers can switch over without failing any.
+DATAPUSHER_SECRET_ROTATION_OVERLAP = env.float("DATAPUSHER_SECRET_ROTATION_OVERLAP", default=86400)
 # `manage.py purge_events` deletes events older than this many days by default.
 DATAPUSHER_EVENT_RETENTION_DAYS = env.int("DATAPUSHER_EVENT_RETENTION_DAYS", default=30)
 

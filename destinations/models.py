@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.db import models
 
 from accounts.models import Account, Authored
@@ -22,6 +24,10 @@ class Destination(Authored):
     headers = models.JSONField(default=dict, blank=True, validators=[validate_headers])
     # Standard Webhooks secret: receivers verify `webhook-signature` with it.
     signing_secret = models.CharField(max_length=100, default=generate_signing_secret, editable=False)
+    # The secret before the last rotation: deliveries are signed with it too until it expires, so
+    # that receivers can switch over without dropping any.
+    previous_signing_secret = models.CharField(max_length=100, blank=True, default="", editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -30,3 +36,14 @@ class Destination(Authored):
 
     def __str__(self) -> str:
         return f"{self.http_method} {self.url}"
+
+    def signing_secrets(self, *, now: datetime) -> list[str]:
+        """The secrets deliveries are signed with at `now`: the current one, then the previous one
+        while its overlap lasts."""
+        if (
+            self.previous_signing_secret
+            and self.previous_secret_expires_at
+            and self.previous_secret_expires_at > now
+        ):
+            return [self.signing_secret, self.previous_signing_secret]
+        return [self.signing_secret]

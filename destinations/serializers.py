@@ -1,3 +1,4 @@
+from django.utils import timezone
 from rest_framework import serializers
 
 from accounts.selectors import account_administered_list
@@ -46,3 +47,36 @@ class DestinationSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "signing_secret", "created_at", "updated_at"]
+        extra_kwargs = {
+            "signing_secret": {
+                "required": False,
+                "help_text": "Only in the answers that make it (create, rotate-secret); account admins read "
+                "it again at /api/destinations/{id}/secret/.",
+            }
+        }
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self.context.get("show_secret"):
+            del data["signing_secret"]
+        return data
+
+
+class DestinationSecretSerializer(serializers.ModelSerializer):
+    previous_signing_secret = serializers.SerializerMethodField(
+        help_text="The secret before the last rotation while deliveries are still signed with it, else null."
+    )
+
+    class Meta:
+        model = Destination
+        fields = ["signing_secret", "previous_signing_secret", "previous_secret_expires_at"]
+
+    def get_previous_signing_secret(self, destination) -> str | None:
+        secrets = destination.signing_secrets(now=timezone.now())
+        return secrets[1] if len(secrets) > 1 else None
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if data["previous_signing_secret"] is None:
+            data["previous_secret_expires_at"] = None
+        return data

@@ -1,7 +1,11 @@
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import F
+from django.utils import timezone
 
 from accounts.models import Account
 from datapusher.services import model_update
@@ -50,8 +54,17 @@ def destination_delete(*, destination: Destination) -> None:
 
 
 def destination_rotate_secret(*, destination: Destination, by: AbstractBaseUser | None = None) -> Destination:
-    """Give the destination a new signing secret; deliveries are signed with it from now on."""
-    destination.signing_secret = generate_signing_secret()
-    destination.updated_by = by
-    destination.save(update_fields=["signing_secret", "updated_at", "updated_by"])
+    """Give the destination a new signing secret; deliveries are signed with it from now on, and
+    with the one it replaces for DATAPUSHER_SECRET_ROTATION_OVERLAP seconds more. The replaced
+    secret is the one stored when this writes (two rotations at once keep both new secrets' order).
+    Returns the destination as stored."""
+    now = timezone.now()
+    Destination.objects.filter(pk=destination.pk).update(
+        previous_signing_secret=F("signing_secret"),
+        previous_secret_expires_at=now + timedelta(seconds=settings.DATAPUSHER_SECRET_ROTATION_OVERLAP),
+        signing_secret=generate_signing_secret(),
+        updated_at=now,
+        updated_by=by,
+    )
+    destination.refresh_from_db()
     return destination

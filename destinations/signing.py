@@ -18,3 +18,11 @@ def sign(*, secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
     signed_content = f"{message_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed_content, hashlib.sha256).digest()).decode()
+
+
+def signature(*, secrets: list[str], message_id: str, timestamp: int, content: bytes) -> str:
+    """The `webhook-signature` value for one or more secrets (during a rotation's overlap): their
+    signatures separated by spaces, as Standard Webhooks allows; a receiver accepts any of them."""
+    return " ".join(
+        sign(secret=secret, message_id=message_id, timestamp=timestamp, body=content) for secret in secrets
+    )

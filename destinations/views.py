@@ -9,7 +9,7 @@ from accounts.selectors import account_list
 from datapusher.filters import ListFiltersMixin
 from destinations.models import Destination
 from destinations.selectors import destination_list
-from destinations.serializers import DestinationSerializer
+from destinations.serializers import DestinationSecretSerializer, DestinationSerializer
 from destinations.services import (
     destination_create,
     destination_delete,
@@ -33,8 +33,14 @@ class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
     serializer_class = DestinationSerializer
     filterset_class = DestinationFilter
 
+    admin_actions = ("secret",)
+
     def get_queryset(self):
         return destination_list(user=self.request.user)
+
+    def get_serializer_context(self):
+        # The signing secret is in the answers that make it, and nowhere else but `secret`.
+        return {**super().get_serializer_context(), "show_secret": self.action in ("create", "rotate_secret")}
 
     def perform_create(self, serializer):
         serializer.instance = destination_create(**serializer.validated_data, by=self.request.user)
@@ -53,6 +59,12 @@ class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
         """Replace the destination's signing secret; the answer carries the new one."""
         destination = destination_rotate_secret(destination=self.get_object(), by=request.user)
         return Response(self.get_serializer(destination).data)
+
+    @extend_schema(request=None, responses=DestinationSecretSerializer)
+    @action(detail=True, methods=["get"])
+    def secret(self, request, pk=None):
+        """The destination's signing secret (and the previous one while it still signs); for admins."""
+        return Response(DestinationSecretSerializer(self.get_object()).data)
 
 
 @extend_schema(parameters=[OpenApiParameter("account_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import requests
@@ -372,8 +372,10 @@ def send(
     headers: dict[str, str],
     params: Sequence[tuple[str, str]] = (),
     body: bytes | None = None,
+    sign: Callable[[bytes], dict[str, str]] | None = None,
 ) -> OutboundResponse:
-    """Send one request; return its status and the start of its body.
+    """Send one request; return its status and the start of its body. `sign`, given the content to
+    sign (the body; without one, the query string exactly as sent), returns headers to add.
 
     Raises QueryTooLong before anything is sent; OutboundTimeout, OutboundConnectionError,
     AddressNotAllowed or OutboundError when there is no complete answer within the deadline.
@@ -385,6 +387,9 @@ def send(
     with _Watchdog(deadline) as watchdog:
         try:
             prepared = _prepare(method=method, url=url, headers=headers, query=query, body=body)
+            if sign is not None:
+                signed = body if body is not None else urllib.parse.urlsplit(prepared.url).query.encode()
+                prepared.headers.update(sign(signed))
             # The adapter directly, past the Session: nothing of its layer applies (cookies, hooks,
             # proxies and settings from the environment, redirects), and it cost a fifth of a send.
             response = _session.get_adapter(url).send(

@@ -2,10 +2,12 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from accounts.selectors import scoped
 from accounts.tokens import app_secret_token_hash
@@ -16,7 +18,8 @@ from server.models import Delivery, Event
 # One indexed statement as SQL: compiling it with the ORM cost more than running it (datapusher/sql.py).
 # Its destination columns come in the model's field order, which from_db below relies on.
 _TARGET_SQL = """
-    SELECT a.account_id, d.id, d.url, d.http_method, d.headers, d.signing_secret
+    SELECT a.account_id, d.id, d.url, d.http_method, d.headers, d.signing_secret,
+        d.previous_signing_secret, d.previous_secret_expires_at
     FROM accounts_account a LEFT JOIN destinations_destination d ON d.account_id = a.account_id
     WHERE a.{column} = %s ORDER BY d.id
 """
@@ -24,7 +27,16 @@ _BY_TOKEN = _TARGET_SQL.format(column="app_secret_token_hash")
 _BY_ACCOUNT = _TARGET_SQL.format(column="account_id")
 
 
-_DESTINATION_FIELDS = ("id", "account_id", "url", "http_method", "headers", "signing_secret")
+_DESTINATION_FIELDS = (
+    "id",
+    "account_id",
+    "url",
+    "http_method",
+    "headers",
+    "signing_secret",
+    "previous_signing_secret",
+    "previous_secret_expires_at",
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
         return None
     account_field = Destination._meta.get_field("account")
     headers_field = Destination._meta.get_field("headers")
+    expires_field = Destination._meta.get_field("previous_secret_expires_at")
     account_id = account_field.to_python(rows[0][0])
     # As the ORM loads a row (from_db), the fields not selected deferred.
     destinations = [
@@ -56,12 +69,19 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
                 method,
                 headers_field.from_db_value(headers, None, connection),
                 secret,
+                previous_secret,
+                _aware(expires_field.to_python(previous_expires)),
             ),
         )
-        for _, destination_id, url, method, headers, secret in rows
+        for _, destination_id, url, method, headers, secret, previous_secret, previous_expires in rows
         if destination_id is not None
     ]
     return IngestTarget(account_id=account_id, destinations=destinations)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A date-time read by hand: SQLite's come naive, in UTC."""
+    return value if value is None or timezone.is_aware(value) else timezone.make_aware(value, UTC)
 
 
 def ingest_target_by_token(*, token: str) -> IngestTarget | None:

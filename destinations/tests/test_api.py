@@ -309,3 +309,46 @@ def test_create_accepts_internal_address_in_allowed_networks(api_client, setting
     settings.DATAPUSHER_ALLOWED_NETWORKS = ["10.0.0.0/8"]
     response = api_client.post(LIST_URL, payload(AccountFactory(), url="http://10.0.0.7/hook"), format="json")
     assert response.status_code == 201
+
+
+def test_signing_secret_is_shown_on_create_and_then_only_at_secret(api_client):
+    """Create answers the secret once; detail, list, PATCH answers never carry it; GET .../secret/
+    gives it to an account admin, with no previous secret before any rotation."""
+    account = AccountFactory()
+    created = api_client.post(
+        "/api/destinations/",
+        {
+            "account": str(account.account_id),
+            "url": "https://hooks.example.com/s",
+            "http_method": "POST",
+            "headers": {},
+        },
+        format="json",
+    )
+    assert created.status_code == 201
+    secret = created.json()["signing_secret"]
+    destination_id = created.json()["id"]
+    for answer in (
+        api_client.get(f"/api/destinations/{destination_id}/"),
+        api_client.get("/api/destinations/"),
+        api_client.get(f"/api/accounts/{account.account_id}/destinations/"),
+        api_client.patch(f"/api/destinations/{destination_id}/", {"headers": {"X-A": "1"}}, format="json"),
+    ):
+        assert answer.status_code == 200
+        assert secret not in answer.content.decode()
+        assert "signing_secret" not in answer.content.decode()
+    assert api_client.get(f"/api/destinations/{destination_id}/secret/").json() == {
+        "signing_secret": secret,
+        "previous_signing_secret": None,
+        "previous_secret_expires_at": None,
+    }
+
+
+def test_secret_shows_the_previous_secret_while_it_still_signs(api_client):
+    """After a rotation, .../secret/ names the new secret and the previous one with its end."""
+    destination = DestinationFactory()
+    old = destination.signing_secret
+    new = api_client.post(f"/api/destinations/{destination.id}/rotate-secret/").json()["signing_secret"]
+    body = api_client.get(f"/api/destinations/{destination.id}/secret/").json()
+    assert (body["signing_secret"], body["previous_signing_secret"]) == (new, old)
+    assert body["previous_secret_expires_at"] is not None

@@ -28,7 +28,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from datapusher.sql import db_value, rows_insert, rows_update
-from destinations.signing import sign
+from destinations.signing import signature
 from server import broker, http
 from server.models import Attempt, Delivery, Event
 from server.payload import payload_loads
@@ -112,15 +112,19 @@ def _outbound_request(*, delivery: Delivery, payload: Payload) -> dict[str, Any]
     message_id, timestamp = str(delivery.delivery_id), int(time.time())
     headers["webhook-id"] = message_id
     headers["webhook-timestamp"] = str(timestamp)
-    headers["webhook-signature"] = sign(
-        secret=destination.signing_secret, message_id=message_id, timestamp=timestamp, body=content or b""
-    )
+    secrets = destination.signing_secrets(now=timezone.now())
     return {
         "method": destination.http_method,
         "url": destination.url,
         "headers": headers,
         "params": params,
         "body": content,
+        # Signs the body, or for GET/DELETE the query string exactly as sent, once http has built it.
+        "sign": lambda signed: {
+            "webhook-signature": signature(
+                secrets=secrets, message_id=message_id, timestamp=timestamp, content=signed
+            )
+        },
     }
 
 

@@ -2,11 +2,16 @@
 
 import re
 import time
+from datetime import timedelta
 
 import pytest
+from django.test import override_settings
+from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from accounts.tests.factories import AccountFactory
+from destinations.models import Destination
+from destinations.signing import sign
 from destinations.tests.factories import DestinationFactory
 from server.models import Delivery
 from server.tests.helpers import ingest
@@ -24,14 +29,21 @@ def test_body_deliveries_verify_with_the_reference_library(client, receiver, met
     Webhook(destination.signing_secret).verify(received.body, received.headers)
 
 
-def test_query_deliveries_sign_an_empty_body(client, receiver):
-    """GET/DELETE carry no body, so the signature covers an empty one."""
-    destination = DestinationFactory(account=AccountFactory(), url=receiver.url, http_method="GET")
-    ingest(client, destination.account, b'{"a": 1}')
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_query_deliveries_sign_the_query_string_as_sent(client, receiver, method):
+    """GET/DELETE carry the data in the query string: the signature covers it exactly as received
+    (the URL's own query first), so a receiver can trust the parameters; not an empty body."""
+    destination = DestinationFactory(
+        account=AccountFactory(), url=f"{receiver.url}/?source=x", http_method=method
+    )
+    ingest(client, destination.account, '{"a": 1, "b": "é &", "c": {"d": [1]}}'.encode())
     [received] = receiver.requests
-    Webhook(destination.signing_secret).verify(b"", received.headers, json_parse=False)
-    with pytest.raises(WebhookVerificationError):
-        Webhook(destination.signing_secret).verify(b'{"a": 1}', received.headers)
+    query = received.path.split("?", 1)[1].encode()
+    assert query == b"source=x&a=1&b=%C3%A9+%26&c=%7B%22d%22%3A%5B1%5D%7D"
+    Webhook(destination.signing_secret).verify(query, received.headers, json_parse=False)
+    for forged in (b"", b"source=x&a=2&b=%C3%A9+%26&c=%7B%22d%22%3A%5B1%5D%7D"):
+        with pytest.raises(WebhookVerificationError):
+            Webhook(destination.signing_secret).verify(forged, received.headers, json_parse=False)
 
 
 def test_headers_name_the_delivery_and_the_time(client, receiver):
@@ -63,8 +75,9 @@ def test_each_destination_gets_its_own_secret():
     assert all(re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", secret) for secret in secrets)
 
 
-def test_rotate_secret_signs_later_deliveries_with_the_new_secret(client, api_client, receiver):
-    """rotate-secret answers the new secret; the next delivery verifies with it and not the old one."""
+def test_rotate_secret_signs_with_both_secrets_until_the_overlap_ends(client, api_client, receiver):
+    """rotate-secret answers the new secret; deliveries then carry two signatures (`v1,<new> v1,<old>`),
+    each verifying with its secret, until the overlap ends; then the new one alone."""
     destination = DestinationFactory(account=AccountFactory(), url=receiver.url)
     old = destination.signing_secret
     response = api_client.post(f"/api/destinations/{destination.id}/rotate-secret/")
@@ -72,10 +85,35 @@ def test_rotate_secret_signs_later_deliveries_with_the_new_secret(client, api_cl
     new = response.json()["signing_secret"]
     assert new != old
     ingest(client, destination.account, b"{}")
-    [received] = receiver.requests
-    Webhook(new).verify(received.body, received.headers)
+    during = receiver.requests[-1]
+    signatures = during.headers["webhook-signature"].split(" ")
+    assert [s[:3] for s in signatures] == ["v1,", "v1,"]
+    for secret in (new, old):
+        Webhook(secret).verify(during.body, during.headers)
+    assert signatures[0] == sign(
+        secret=new,
+        message_id=during.headers["webhook-id"],
+        timestamp=int(during.headers["webhook-timestamp"]),
+        body=during.body,
+    )
+    Destination.objects.filter(pk=destination.pk).update(previous_secret_expires_at=timezone.now())
+    ingest(client, destination.account, b"{}")
+    after = receiver.requests[-1]
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
+    Webhook(new).verify(after.body, after.headers)
     with pytest.raises(WebhookVerificationError):
-        Webhook(old).verify(received.body, received.headers)
+        Webhook(old).verify(after.body, after.headers)
+
+
+@override_settings(DATAPUSHER_SECRET_ROTATION_OVERLAP=3600)
+def test_the_overlap_follows_the_setting(api_client):
+    """The previous secret's end is DATAPUSHER_SECRET_ROTATION_OVERLAP seconds after the rotation."""
+    destination = DestinationFactory()
+    api_client.post(f"/api/destinations/{destination.id}/rotate-secret/")
+    destination.refresh_from_db()
+    assert abs(destination.previous_secret_expires_at - (timezone.now() + timedelta(hours=1))) < timedelta(
+        minutes=1
+    )
 
 
 def test_signing_secret_is_read_only(api_client):
