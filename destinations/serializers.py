@@ -1,10 +1,28 @@
+import functools
+import uuid
+from collections.abc import Callable
+
 from django.utils import timezone
 from rest_framework import serializers
 
-from accounts.selectors import account_administered_list
+from accounts.selectors import account_administered_list, user_sees_everything
 from datapusher.serializers import HttpUrlField
 from destinations.models import Destination
 from destinations.validators import validate_destination_address, validate_headers
+
+# What a header value reads as for those who may not see it (it may hold a credential).
+MASKED = "********"
+
+
+def headers_visible_to(user) -> Callable[[uuid.UUID], bool]:
+    """Whether `user` may read the header values of an account's destinations: its admins (and
+    staff) may; the accounts it administers are read once, when first asked."""
+    if user_sees_everything(user=user):
+        return lambda _account_id: True
+    administered = functools.cache(
+        lambda: set(account_administered_list(user=user).values_list("account_id", flat=True))
+    )
+    return lambda account_id: account_id in administered()
 
 
 class HttpMethodField(serializers.ChoiceField):
@@ -59,6 +77,9 @@ class DestinationSerializer(serializers.ModelSerializer):
         data = super().to_representation(instance)
         if not self.context.get("show_secret"):
             del data["signing_secret"]
+        headers_visible = self.context.get("headers_visible")
+        if headers_visible is not None and not headers_visible(instance.account_id):
+            data["headers"] = {name: MASKED for name in data["headers"]}
         return data
 
 

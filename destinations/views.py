@@ -9,7 +9,7 @@ from accounts.selectors import account_list
 from datapusher.filters import ListFiltersMixin
 from destinations.models import Destination
 from destinations.selectors import destination_list
-from destinations.serializers import DestinationSecretSerializer, DestinationSerializer
+from destinations.serializers import DestinationSecretSerializer, DestinationSerializer, headers_visible_to
 from destinations.services import (
     destination_create,
     destination_delete,
@@ -40,7 +40,11 @@ class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
 
     def get_serializer_context(self):
         # The signing secret is in the answers that make it, and nowhere else but `secret`.
-        return {**super().get_serializer_context(), "show_secret": self.action in ("create", "rotate_secret")}
+        return {
+            **super().get_serializer_context(),
+            "show_secret": self.action in ("create", "rotate_secret"),
+            "headers_visible": headers_visible_to(self.request.user),
+        }
 
     def perform_create(self, serializer):
         serializer.instance = destination_create(**serializer.validated_data, by=self.request.user)
@@ -73,6 +77,9 @@ class AccountDestinationList(generics.ListAPIView):
 
     queryset = Destination.objects.none()  # the real one depends on the URL; this one names the model
     serializer_class = DestinationSerializer
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "headers_visible": headers_visible_to(self.request.user)}
 
     def get_queryset(self):
         account = generics.get_object_or_404(

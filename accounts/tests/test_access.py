@@ -222,3 +222,18 @@ def test_a_destination_cannot_be_moved_to_an_account_its_admin_does_not_administ
     assert response.json() == {"account": [f'Invalid pk "{other.account_id}" - object does not exist.']}
     world.destination.refresh_from_db()
     assert world.destination.account_id == world.account.account_id
+
+
+@pytest.mark.parametrize(("actor", "shown"), [("member", False), ("admin", True), ("staff", True)])
+def test_header_values_are_for_admins_only(world, actor, shown):
+    """Header values may be credentials: a member sees the names with masked values, admins and staff
+    the values, in the detail, the list and the account's destination list."""
+    Destination.objects.filter(pk=world.destination.pk).update(headers={"Authorization": "Bearer s3cr3t"})
+    expected = {"Authorization": "Bearer s3cr3t" if shown else "********"}
+    client = world.clients[actor]
+    answers = [
+        client.get(f"/api/destinations/{world.destination.pk}/").json(),
+        *client.get("/api/destinations/").json()["results"],
+        *client.get(f"/api/accounts/{world.account.account_id}/destinations/").json()["results"],
+    ]
+    assert [answer["headers"] for answer in answers] == [expected] * 3

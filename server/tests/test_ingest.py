@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import requests
@@ -442,3 +443,15 @@ def test_a_sync_ingest_is_one_read_and_two_short_write_transactions(client, mock
         ]  # fmt: skip
     assert Event.objects.get().processed_at is not None
     assert Delivery.objects.filter(status="succeeded", attempt_count=1, lease_id=None).count() == count
+
+
+def test_the_answer_shows_destination_urls_without_credentials_or_query(client, mocked):
+    """user:password@ and the query string may hold credentials: the ingest answer leaves them out
+    (the request itself still carries them)."""
+    destination = DestinationFactory(url="https://user:pa55@hooks.example.com/in?key=k3y")
+    mocked.post(re.compile(r"https://(user:pa55@)?hooks\.example\.com/in\?key=k3y"), status=200)
+    response = ingest(client, destination.account)
+    assert response.status_code == 200
+    assert [delivery["url"] for delivery in response.json()["deliveries"]] == ["https://hooks.example.com/in"]
+    assert "pa55" not in response.content.decode() and "k3y" not in response.content.decode()
+    assert mocked.calls[0].request.headers["Authorization"] == "Basic dXNlcjpwYTU1"
