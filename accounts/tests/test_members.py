@@ -117,6 +117,8 @@ def test_an_unknown_member_is_404(owner, account):
     client = client_for(owner)
     assert client.patch(members_url(account, 999999), {"role": "admin"}, format="json").status_code == 404
     assert client.delete(f"{members_url(account)}abc/").status_code == 404
+    for bad_account in ("not-a-uuid", "123", "00000000-0000-0000-0000-000000000000"):
+        assert client.get(f"/api/accounts/{bad_account}/members/").status_code == 404
 
 
 @pytest.mark.django_db(transaction=True)
