@@ -206,10 +206,11 @@ def test_worker_step_fails_for_good_after_the_last_attempt(mocked, broker):
     [
         {"status": "succeeded"},
         {"status": "failed"},
-        {"next_attempt_at": timezone.now() + timedelta(minutes=5)},
+        # Times taken when the tests are collected, minutes before this one may run: a day ahead.
+        {"next_attempt_at": timezone.now() + timedelta(days=1)},
         {
             "lease_id": "6f1c2a7e-0000-4000-8000-000000000001",
-            "lease_expires_at": timezone.now() + timedelta(seconds=30),
+            "lease_expires_at": timezone.now() + timedelta(days=1),
         },
     ],
     ids=["already-succeeded", "failed-for-good", "not-due-yet", "leased-by-another-sender"],
