@@ -24,4 +24,8 @@ class AccountRolePermission(permissions.BasePermission):
             request.method in permissions.SAFE_METHODS or action in getattr(view, "member_actions", ())
         ):
             return True
-        return account_role(user=request.user, account_id=obj.account_id) == ADMIN
+        # One query per account and request: a nested view checks its account, then its object.
+        roles = request.__dict__.setdefault("_account_roles", {})
+        if obj.account_id not in roles:
+            roles[obj.account_id] = account_role(user=request.user, account_id=obj.account_id)
+        return roles[obj.account_id] == ADMIN

@@ -15,18 +15,17 @@ def user_sees_everything(*, user: AbstractBaseUser) -> bool:
     return bool(user.is_staff or user.is_superuser)
 
 
-def account_ids_visible(*, user: AbstractBaseUser) -> QuerySet[AccountMember] | None:
-    """A subquery of the account ids `user` is a member of, or None when the user sees every account;
-    selectors of rows under an account filter `<path to account_id>__in` with it."""
+def scoped[Q: QuerySet](
+    queryset: Q, *, user: AbstractBaseUser, account_path: str = "account_id", role: str | None = None
+) -> Q:
+    """`queryset` narrowed to the rows of the accounts `user` is a member of (with `role`, when
+    given) — unnarrowed for staff; `account_path` leads from a row to its account_id."""
     if user_sees_everything(user=user):
-        return None
-    return AccountMember.objects.filter(user_id=user.pk).values("account_id")
-
-
-def scoped[Q: QuerySet](queryset: Q, *, user: AbstractBaseUser, account_path: str = "account_id") -> Q:
-    """`queryset` narrowed to the rows of the accounts `user` may see."""
-    visible = account_ids_visible(user=user)
-    return queryset if visible is None else queryset.filter(**{f"{account_path}__in": visible})
+        return queryset
+    memberships = AccountMember.objects.filter(user_id=user.pk)
+    if role is not None:
+        memberships = memberships.filter(role=role)
+    return queryset.filter(**{f"{account_path}__in": memberships.values("account_id")})
 
 
 def account_list(*, user: AbstractBaseUser) -> QuerySet[Account]:
@@ -36,11 +35,7 @@ def account_list(*, user: AbstractBaseUser) -> QuerySet[Account]:
 
 def account_administered_list(*, user: AbstractBaseUser) -> QuerySet[Account]:
     """The accounts `user` is an admin of (every account for staff)."""
-    if user_sees_everything(user=user):
-        return Account.objects.all()
-    return Account.objects.filter(
-        account_id__in=AccountMember.objects.filter(user_id=user.pk, role=ADMIN).values("account_id")
-    )
+    return scoped(Account.objects.all(), user=user, role=ADMIN)
 
 
 def account_role(*, user: AbstractBaseUser, account_id: uuid.UUID) -> str | None:

@@ -126,7 +126,7 @@ def _keep_an_admin(*, member: AccountMember) -> None:
     remove each other at once."""
     Account.objects.select_for_update().filter(account_id=member.account_id).values_list("pk").first()
     admins = AccountMember.objects.filter(account_id=member.account_id, role=ADMIN)
-    if admins.filter(pk=member.pk).exists() and not admins.exclude(pk=member.pk).exists():
+    if set(admins.values_list("pk", flat=True)) == {member.pk}:
         raise ValidationError({"role": [LAST_ADMIN]})
 
 

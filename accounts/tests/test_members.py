@@ -3,6 +3,8 @@
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
@@ -148,3 +150,18 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(django_user_mode
     results = at_once(lambda: next(calls)())
     assert sorted(results, key=str) == ["demoted", {"role": [LAST_ADMIN]}]
     assert account.members.filter(role="admin").count() == 1
+
+
+def test_changing_a_member_reads_the_role_once(owner, account, django_user_model):
+    """The account's check and the member's check share one role query (the account is the same)."""
+    bob = django_user_model.objects.create_user(username="bob", email="bob@example.com")
+    AccountMember.objects.create(account=account, user=bob, role="member")
+    member_owner = django_user_model.objects.create_user(username="carol")
+    AccountMember.objects.create(account=account, user=member_owner, role="admin")
+    client = client_for(member_owner)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.patch(members_url(account, bob.pk), {"role": "admin"}, format="json").status_code == 200
+    role_reads = [
+        q["sql"] for q in queries.captured_queries if 'SELECT "accounts_accountmember"."role"' in q["sql"]
+    ]
+    assert len(role_reads) == 1
