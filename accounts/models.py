@@ -10,6 +10,7 @@ from accounts.tokens import (
     generate_app_secret_token,
     unknown_app_secret_token_hash,
 )
+from datapusher.validators import validate_rate
 
 
 class Authored(models.Model):
@@ -42,6 +43,8 @@ class Account(Authored):
         max_length=APP_SECRET_TOKEN_PREFIX_LENGTH, blank=True, editable=False
     )
     website = models.URLField(max_length=2048, blank=True, default="")
+    # Ingests accepted per second/minute/... for this account; NULL: DATAPUSHER_INGEST_RATE_LIMIT.
+    rate_limit = models.CharField(max_length=20, null=True, blank=True, validators=[validate_rate])  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

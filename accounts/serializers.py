@@ -2,8 +2,11 @@ from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from accounts.models import Account, AccountMember
+from accounts.selectors import user_sees_everything
 from accounts.services import EMAIL_TAKEN
 from datapusher.serializers import HttpUrlField
+
+STAFF_SETS_RATE_LIMIT = "Only staff can change an account's rate limit."
 
 
 class AccountSerializer(serializers.ModelSerializer):
@@ -31,10 +34,23 @@ class AccountSerializer(serializers.ModelSerializer):
             "app_secret_token",
             "app_secret_token_prefix",
             "website",
+            "rate_limit",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["account_id", "created_at", "updated_at"]
+        extra_kwargs = {
+            "rate_limit": {
+                "help_text": 'Ingests accepted for this account, e.g. "10/minute" or "5/second"; null: the '
+                "service's default (DATAPUSHER_INGEST_RATE_LIMIT). Set by staff only."
+            }
+        }
+
+    def validate_rate_limit(self, value):
+        current = self.instance.rate_limit if self.instance is not None else None
+        if value != current and not user_sees_everything(user=self.context["request"].user):
+            raise serializers.ValidationError(STAFF_SETS_RATE_LIMIT)
+        return value
 
     def to_representation(self, instance):
         data = super().to_representation(instance)

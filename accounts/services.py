@@ -12,7 +12,7 @@ from knox.models import AuthToken
 from accounts.models import Account, AccountMember
 from datapusher.services import model_update
 
-ACCOUNT_EDITABLE_FIELDS = ("email", "account_name", "website")
+ACCOUNT_EDITABLE_FIELDS = ("email", "account_name", "website", "rate_limit")
 ADMIN = AccountMember.Role.ADMIN
 
 EMAIL_TAKEN = "An account with this email already exists."
@@ -35,10 +35,24 @@ def _account_save(*, account: Account, update_fields: list[str] | None = None) -
 
 
 @transaction.atomic
-def account_create(*, email: str, account_name: str, website: str = "", by: User | None = None) -> Account:
+def account_create(
+    *,
+    email: str,
+    account_name: str,
+    website: str = "",
+    rate_limit: str | None = None,
+    by: User | None = None,
+) -> Account:
     """Create an account with a fresh app secret token; `by`, when given, becomes its admin.
     Raises ValidationError if the email is taken."""
-    account = Account(email=email, account_name=account_name, website=website, created_by=by, updated_by=by)
+    account = Account(
+        email=email,
+        account_name=account_name,
+        website=website,
+        rate_limit=rate_limit,
+        created_by=by,
+        updated_by=by,
+    )
     account.new_app_secret_token()
     _account_save(account=account)
     if by is not None:

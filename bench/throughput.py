@@ -17,6 +17,10 @@ and what the receiver got, which must be one request per destination and ingest.
 Usage:  .venv/bin/python bench/throughput.py [--apps datapusher naive ceiling]
             [--databases sqlite postgresql] [--clients 16] [--seconds 10] [--web-threads 8]
             [--web-concurrency 2] [--keep-alive | --python-clients]
+            [--ingest-rate-limit RATE] [--redis-cache]
+With --ingest-rate-limit (e.g. 1000000/second, a limit the load never reaches) the per-account
+limiter counts every ingest, as in production (off by default); --redis-cache counts in Redis
+(REDIS_URL=redis://127.0.0.1:6379/13) rather than in each process's memory.
 """
 
 import argparse
@@ -176,6 +180,9 @@ def measure(
     )
 
 
+REDIS_CACHE = "redis://127.0.0.1:6379/13"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--apps", nargs="+", choices=APPS, default=list(APPS))
@@ -184,6 +191,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--web-threads", default="8")
     parser.add_argument("--web-concurrency", default="2")
+    parser.add_argument("--ingest-rate-limit", default="off", help="DATAPUSHER_INGEST_RATE_LIMIT")
+    parser.add_argument("--redis-cache", action="store_true", help="REDIS_URL: the shared cache")
     client = parser.add_mutually_exclusive_group()
     client.add_argument("--keep-alive", action="store_true", help="wrk keeps its connections open")
     client.add_argument("--python-clients", action="store_true", help="Python threads even with wrk")
@@ -193,7 +202,8 @@ def main() -> None:
     print(
         f"sync throughput: {DESTINATIONS} destinations answering at once, {args.clients} clients, "
         f"{args.seconds:g} s, make serve with WEB_CONCURRENCY={args.web_concurrency} "
-        f"WEB_THREADS={args.web_threads}"
+        f"WEB_THREADS={args.web_threads}, DATAPUSHER_INGEST_RATE_LIMIT={args.ingest_rate_limit}, "
+        f"cache {'Redis' if args.redis_cache else 'per process'}"
     )
     if args.wrk:
         connections = "kept alive" if args.keep_alive else "Connection: close, a new one per ingest"
@@ -204,7 +214,11 @@ def main() -> None:
     for database in args.databases:
         database_url = benchlib.database_url(database, "throughput")
         env = benchlib.app_env(
-            database_url, WEB_THREADS=args.web_threads, WEB_CONCURRENCY=args.web_concurrency
+            database_url,
+            WEB_THREADS=args.web_threads,
+            WEB_CONCURRENCY=args.web_concurrency,
+            DATAPUSHER_INGEST_RATE_LIMIT=args.ingest_rate_limit,
+            **({"REDIS_URL": REDIS_CACHE} if args.redis_cache else {}),
         )
         benchlib.manage(env, "migrate", "-v0")
         urls = [f"http://127.0.0.1:{receiver.port}/{i}" for i in range(DESTINATIONS)]

@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from datapusher.validators import RATE, RATE_MESSAGE
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -192,6 +194,13 @@ for _cidr in DATAPUSHER_ALLOWED_NETWORKS:
         ipaddress.ip_network(_cidr, strict=False)
     except ValueError as _err:
         raise ImproperlyConfigured(f"DATAPUSHER_ALLOWED_NETWORKS: {_err}") from _err
+# Ingests accepted per account (DRF's rate format, counted in the shared cache; an account's own
+# `rate_limit` wins); past it the ingest answers 429 and stores nothing. `off`: no default limit.
+DATAPUSHER_INGEST_RATE_LIMIT = env.str("DATAPUSHER_INGEST_RATE_LIMIT", default="50/second")
+if DATAPUSHER_INGEST_RATE_LIMIT == "off":
+    DATAPUSHER_INGEST_RATE_LIMIT = None
+elif not RATE.fullmatch(DATAPUSHER_INGEST_RATE_LIMIT):
+    raise ImproperlyConfigured(f"DATAPUSHER_INGEST_RATE_LIMIT: {RATE_MESSAGE} Or 'off'.")
 # After a destination's signing secret is rotated, deliveries carry a signature with the previous
 # secret too for this many seconds (24 h), so that receivers can switch over without failing any.
 DATAPUSHER_SECRET_ROTATION_OVERLAP = env.float("DATAPUSHER_SECRET_ROTATION_OVERLAP", default=86400)

@@ -18,7 +18,7 @@ from server.models import Delivery, Event
 # One indexed statement as SQL: compiling it with the ORM cost more than running it (datapusher/sql.py).
 # Its destination columns come in the model's field order, which from_db below relies on.
 _TARGET_SQL = """
-    SELECT a.account_id, d.id, d.url, d.http_method, d.headers, d.signing_secret,
+    SELECT a.account_id, a.rate_limit, d.id, d.url, d.http_method, d.headers, d.signing_secret,
         d.previous_signing_secret, d.previous_secret_expires_at
     FROM accounts_account a LEFT JOIN destinations_destination d ON d.account_id = a.account_id
     WHERE a.{column} = %s ORDER BY d.id
@@ -41,9 +41,10 @@ _DESTINATION_FIELDS = (
 
 @dataclass(frozen=True)
 class IngestTarget:
-    """An account, by id, and its destinations as they are now."""
+    """An account, by id, its own ingest rate limit (or None) and its destinations as they are now."""
 
     account_id: uuid.UUID
+    rate_limit: str | None
     destinations: list[Destination]
 
 
@@ -73,10 +74,10 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
                 _aware(expires_field.to_python(previous_expires)),
             ),
         )
-        for _, destination_id, url, method, headers, secret, previous_secret, previous_expires in rows
+        for _, _, destination_id, url, method, headers, secret, previous_secret, previous_expires in rows
         if destination_id is not None
     ]
-    return IngestTarget(account_id=account_id, destinations=destinations)
+    return IngestTarget(account_id=account_id, rate_limit=rows[0][1], destinations=destinations)
 
 
 def _aware(value: datetime | None) -> datetime | None:

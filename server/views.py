@@ -2,6 +2,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -12,6 +13,7 @@ from rest_framework.response import Response
 
 from datapusher.errors import ingest_error
 from datapusher.filters import ListFiltersMixin
+from datapusher.ratelimit import limit_wait
 from server.filters import DeliveryFilter, EventFilter
 from server.models import Delivery
 from server.payload import InvalidPayload, LengthRequired, PayloadTooLarge, payload_parse, request_body
@@ -44,9 +46,10 @@ ACCOUNT_BUSY_RETRY_AFTER_SECONDS = 1
 def incoming_data(request: HttpRequest) -> JsonResponse:
     """Receive a JSON object for the account owning the CL-X-TOKEN and push it to its destinations.
 
-    Checks in order: method (405), token (401), body and CL-X-EVENT-ID (400 / 411 / 413), the
-    account's share of this process (429); then 200 with one entry per destination (202 with
-    pending entries in queue mode). Authenticated by the token alone: no user session, no CSRF.
+    Checks in order: method (405), token (401), the account's rate limit (429, nothing stored),
+    body and CL-X-EVENT-ID (400 / 411 / 413), the account's share of this process (429); then 200
+    with one entry per destination (202 with pending entries in queue mode). Authenticated by the
+    token alone: no user session, no CSRF.
     """
     if request.method != "POST":
         response = ingest_error(status=405, message="Invalid Data")
@@ -55,6 +58,15 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
     target = ingest_target_by_token(token=request.headers.get(TOKEN_HEADER, ""))
     if target is None:
         return ingest_error(status=401, message="Un Authenticate")
+    wait = limit_wait(
+        request=request,
+        group="ingest",
+        key=str(target.account_id),
+        rate=target.rate_limit or settings.DATAPUSHER_INGEST_RATE_LIMIT,
+        count=True,
+    )
+    if wait is not None:
+        return _too_many_requests(retry_after=wait)
     try:
         body = request_body(request=request)
         text, data = payload_parse(
@@ -80,9 +92,7 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
     try:
         outcome = event_ingest(target=target, body=body, text=text, data=data, external_id=external_id)
     except AccountBusy:
-        response = ingest_error(status=429, message="Too Many Requests")
-        response["Retry-After"] = str(ACCOUNT_BUSY_RETRY_AFTER_SECONDS)
-        return response
+        return _too_many_requests(retry_after=ACCOUNT_BUSY_RETRY_AFTER_SECONDS)
     return JsonResponse(
         {
             "success": True,
@@ -93,6 +103,12 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
         },
         status=202 if outcome.queued else 200,
     )
+
+
+def _too_many_requests(*, retry_after: int) -> JsonResponse:
+    response = ingest_error(status=429, message="Too Many Requests")
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 def _without_credentials(url: str) -> str:

@@ -68,6 +68,7 @@ def test_create_returns_the_account_with_generated_id_and_token(api_client):
         "app_secret_token",
         "app_secret_token_prefix",
         "website",
+        "rate_limit",
         "created_at",
         "updated_at",
     }

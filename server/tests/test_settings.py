@@ -30,6 +30,7 @@ from server.tests.conftest import production_env, python
         ("DATAPUSHER_DISPATCH_BATCH", "0", "DATAPUSHER_DISPATCH_BATCH must be greater than 0."),
         ("DATAPUSHER_DELIVERY_MODE", "later", "DATAPUSHER_DELIVERY_MODE must be 'sync' or 'queue'."),
         ("DATAPUSHER_ALLOWED_NETWORKS", "10.0.0.0/99", "DATAPUSHER_ALLOWED_NETWORKS:"),
+        ("DATAPUSHER_INGEST_RATE_LIMIT", "50/fortnight", "DATAPUSHER_INGEST_RATE_LIMIT: Enter a rate"),
     ],
 )
 def test_a_setting_that_cannot_work_stops_the_process(variable, value, message):
