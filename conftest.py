@@ -6,6 +6,10 @@ that begins a transaction waits for it, up to the database timeout. Tests that w
 threads use `django_db(transaction=True)`.
 """
 
+import base64
+import binascii
+import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.cache import cache
+from knox import crypto as knox_crypto
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
@@ -89,6 +94,75 @@ def receiver() -> Iterator[Receiver]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+class _SecretsWatch(logging.Handler):
+    """Every log record of the whole test run, formatted, beside every secret the code made."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.secrets: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(f"{record.name}: {self.format(record)}")
+        except Exception:  # a record that cannot be formatted holds nothing to leak
+            return
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_in_any_log_line() -> Iterator[_SecretsWatch]:
+    """Over the whole run, at every level: no app secret token, signing secret, API token or
+    generated password appears in a log line. The secrets are caught where they are made — the
+    `secrets` module (app tokens, passwords, signing secrets' bytes) and knox's random bytes."""
+    watch = _SecretsWatch()
+    watch.setFormatter(logging.Formatter("%(message)s %(exc_text)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(watch)
+    root.setLevel(logging.DEBUG)
+    real_urlsafe, real_bytes, real_knox_bytes = (
+        secrets.token_urlsafe,
+        secrets.token_bytes,
+        knox_crypto.generate_bytes,
+    )
+
+    def token_urlsafe(*args):
+        made = real_urlsafe(*args)
+        watch.secrets.add(made)
+        return made
+
+    def token_bytes(*args):
+        made = real_bytes(*args)
+        watch.secrets.add(base64.b64encode(made).decode())
+        return made
+
+    def knox_bytes(*args):
+        made = real_knox_bytes(*args)
+        watch.secrets.add(binascii.hexlify(made).decode())
+        return made
+
+    secrets.token_urlsafe, secrets.token_bytes, knox_crypto.generate_bytes = (
+        token_urlsafe,
+        token_bytes,
+        knox_bytes,
+    )
+    try:
+        yield watch
+    finally:
+        secrets.token_urlsafe, secrets.token_bytes, knox_crypto.generate_bytes = (
+            real_urlsafe,
+            real_bytes,
+            real_knox_bytes,
+        )
+        root.removeHandler(watch)
+        root.setLevel(level)
+    text = "\n".join(watch.lines)
+    leaked = sorted(secret for secret in watch.secrets if secret in text)
+    assert not leaked, f"{len(leaked)} secrets in log lines, e.g. {leaked[0][:6]}… in: " + next(
+        line for line in watch.lines if leaked[0] in line
+    ).replace(leaked[0], "<secret>")
 
 
 @pytest.fixture(autouse=True)

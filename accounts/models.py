@@ -50,6 +50,7 @@ class Account(Authored):
 
     class Meta:
         ordering = ["created_at", "account_id"]
+        indexes = [models.Index(fields=["created_at", "account_id"], name="account_created")]
         constraints = [
             models.UniqueConstraint(
                 Lower("email"),

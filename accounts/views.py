@@ -1,4 +1,5 @@
 from django.conf import settings
+from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from knox.views import LoginView as KnoxLoginView
@@ -32,17 +33,30 @@ from accounts.services import (
     member_update,
     user_authenticate,
 )
+from datapusher.filters import ListFiltersMixin, UtcDateTimeFilter
 from datapusher.ratelimit import limit_wait
 
 SIGN_IN_FAILED = "Unable to sign in with these credentials."
 
 
-class AccountViewSet(viewsets.ModelViewSet):
+class AccountFilter(filters.FilterSet):
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Account
+        fields: list[str] = []
+
+
+class AccountViewSet(ListFiltersMixin, viewsets.ModelViewSet):
     """Accounts the user is a member of (every account for staff); any signed-in user may create
     one and becomes its admin."""
 
     serializer_class = AccountSerializer
     lookup_field = "account_id"
+    filterset_class = AccountFilter
+    search_fields = ["account_name", "email"]
+    ordering_fields = ["account_name", "email", "created_at"]
 
     def get_queryset(self):
         return account_list(user=self.request.user)

@@ -126,7 +126,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "datapusher.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "datapusher.schema.AutoSchema",
     "EXCEPTION_HANDLER": "datapusher.exceptions.exception_handler",
     # The client address of a request through this many proxies (X-Forwarded-For); 0: the socket's.
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
@@ -150,7 +150,14 @@ REST_KNOX = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Data Pusher API",
-    "DESCRIPTION": "Manage accounts and destinations; push JSON to /server/incoming_data.",
+    "DESCRIPTION": (
+        "Manage accounts and destinations; push JSON to /server/incoming_data.\n\n"
+        "Authentication: `Authorization: Token <token>` (POST /api/auth/token/ with a username or email "
+        "and password; tokens expire) or a session. Roles: staff see and manage everything; an "
+        "account's `admin` manages that account, its destinations and members; a `member` reads them "
+        "(destination header values masked) and may redeliver and retry. Anything on an account you "
+        "are not a member of is 404; what your role does not allow is 403."
+    ),
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

@@ -1,8 +1,10 @@
 """Where a destination may point: the SSRF policy, shared by validation when a destination is saved
-(destinations.validators) and by the connection guard when a delivery is sent (server.http)."""
+(destinations.validators) and by the connection guard when a delivery is sent (server.http); and
+a destination's address as shown to those who may not see its credentials."""
 
 import functools
 import ipaddress
+import urllib.parse
 
 from django.conf import settings
 
@@ -34,3 +36,12 @@ def literal_address(host: str) -> IPAddress | None:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+
+
+def url_without_credentials(url: str) -> str:
+    """The URL without what may hold a credential (user:password@, the query string, a fragment)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc and not parts.query and not parts.fragment:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from accounts.selectors import account_administered_list, user_sees_everything
 from datapusher.serializers import HttpUrlField
+from destinations.addresses import url_without_credentials
 from destinations.models import Destination
 from destinations.validators import validate_destination_address, validate_headers
 
@@ -14,9 +15,10 @@ from destinations.validators import validate_destination_address, validate_heade
 MASKED = "********"
 
 
-def headers_visible_to(user) -> Callable[[uuid.UUID], bool]:
-    """Whether `user` may read the header values of an account's destinations: its admins (and
-    staff) may; the accounts it administers are read once, when first asked."""
+def credentials_visible_to(user) -> Callable[[uuid.UUID], bool]:
+    """Whether `user` may read what may hold credentials in an account's destinations (header
+    values, a URL's user:password@ and query string): its admins (and staff) may; the accounts it
+    administers are read once, when first asked."""
     if user_sees_everything(user=user):
         return lambda _account_id: True
     administered = functools.cache(
@@ -77,9 +79,10 @@ class DestinationSerializer(serializers.ModelSerializer):
         data = super().to_representation(instance)
         if not self.context.get("show_secret"):
             del data["signing_secret"]
-        headers_visible = self.context.get("headers_visible")
-        if headers_visible is not None and not headers_visible(instance.account_id):
+        credentials_visible = self.context.get("credentials_visible")
+        if credentials_visible is not None and not credentials_visible(instance.account_id):
             data["headers"] = {name: MASKED for name in data["headers"]}
+            data["url"] = url_without_credentials(data["url"])
         return data
 
 

@@ -9,7 +9,11 @@ from accounts.selectors import account_list
 from datapusher.filters import ListFiltersMixin
 from destinations.models import Destination
 from destinations.selectors import destination_list
-from destinations.serializers import DestinationSecretSerializer, DestinationSerializer, headers_visible_to
+from destinations.serializers import (
+    DestinationSecretSerializer,
+    DestinationSerializer,
+    credentials_visible_to,
+)
 from destinations.services import (
     destination_create,
     destination_delete,
@@ -20,10 +24,11 @@ from destinations.services import (
 
 class DestinationFilter(filters.FilterSet):
     account = filters.UUIDFilter(field_name="account_id", help_text="Only this account's destinations.")
+    http_method = filters.ChoiceFilter(choices=Destination.HttpMethod.choices)
 
     class Meta:
         model = Destination
-        fields = ["account"]
+        fields = ["account", "http_method"]
 
 
 class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
@@ -32,6 +37,8 @@ class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
 
     serializer_class = DestinationSerializer
     filterset_class = DestinationFilter
+    search_fields = ["url"]
+    ordering_fields = ["id", "created_at"]
 
     admin_actions = ("secret",)
 
@@ -43,7 +50,7 @@ class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
         return {
             **super().get_serializer_context(),
             "show_secret": self.action in ("create", "rotate_secret"),
-            "headers_visible": headers_visible_to(self.request.user),
+            "credentials_visible": credentials_visible_to(self.request.user),
         }
 
     def perform_create(self, serializer):
@@ -79,7 +86,10 @@ class AccountDestinationList(generics.ListAPIView):
     serializer_class = DestinationSerializer
 
     def get_serializer_context(self):
-        return {**super().get_serializer_context(), "headers_visible": headers_visible_to(self.request.user)}
+        return {
+            **super().get_serializer_context(),
+            "credentials_visible": credentials_visible_to(self.request.user),
+        }
 
     def get_queryset(self):
         account = generics.get_object_or_404(

@@ -39,6 +39,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 
 from datapusher import __version__
+from destinations import addresses
 from destinations.addresses import IPAddress, address_allowed
 
 USER_AGENT = f"DataPusher/{__version__}"
@@ -438,6 +439,8 @@ def timed_send(**request) -> tuple[OutboundResponse | OutboundError, float, floa
     except OutboundError as err:
         outcome = err
     except Exception as err:
-        logger.exception("unexpected error sending to %s", request.get("url"))
+        logger.exception(
+            "unexpected error sending to %s", addresses.url_without_credentials(request.get("url", ""))
+        )
         outcome = OutboundError(f"unexpected error: {type(err).__name__}")
     return outcome, started, time.monotonic() - clock

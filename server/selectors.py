@@ -107,10 +107,12 @@ def event_detail_list(*, user: AbstractBaseUser) -> QuerySet[Event]:
 
 
 def delivery_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
-    """The deliveries of the accounts `user` is a member of (all for staff), in the order they
-    were created, with what their list entries show."""
+    """The deliveries of the accounts `user` is a member of (all for staff), newest first, with
+    what their list entries show."""
     return scoped(
-        Delivery.objects.select_related("event", "destination"), user=user, account_path="event__account_id"
+        Delivery.objects.select_related("event", "destination").order_by("-id"),
+        user=user,
+        account_path="event__account_id",
     )
 
 

@@ -226,14 +226,18 @@ def test_a_destination_cannot_be_moved_to_an_account_its_admin_does_not_administ
 
 @pytest.mark.parametrize(("actor", "shown"), [("member", False), ("admin", True), ("staff", True)])
 def test_header_values_are_for_admins_only(world, actor, shown):
-    """Header values may be credentials: a member sees the names with masked values, admins and staff
-    the values, in the detail, the list and the account's destination list."""
-    Destination.objects.filter(pk=world.destination.pk).update(headers={"Authorization": "Bearer s3cr3t"})
+    """Header values and URL userinfo and query may be credentials: a member sees the header names
+    with masked values and the URL without them; admins and staff all of it, in the detail, the list
+    and the account's destination list."""
+    Destination.objects.filter(pk=world.destination.pk).update(
+        headers={"Authorization": "Bearer s3cr3t"}, url="https://user:pa55@a.example.com/hook?key=k3y"
+    )
     expected = {"Authorization": "Bearer s3cr3t" if shown else "********"}
+    url = "https://user:pa55@a.example.com/hook?key=k3y" if shown else "https://a.example.com/hook"
     client = world.clients[actor]
     answers = [
         client.get(f"/api/destinations/{world.destination.pk}/").json(),
         *client.get("/api/destinations/").json()["results"],
         *client.get(f"/api/accounts/{world.account.account_id}/destinations/").json()["results"],
     ]
-    assert [answer["headers"] for answer in answers] == [expected] * 3
+    assert [(answer["headers"], answer["url"]) for answer in answers] == [(expected, url)] * 3

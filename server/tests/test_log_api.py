@@ -98,9 +98,9 @@ def test_delivery_list_filters(api_client, pushed):
     assert destinations(status="failed") == [bad]
     assert destinations(status="succeeded") == [ok]
     assert destinations(destination=ok) == [ok]
-    assert destinations(account=str(pushed["account"].account_id)) == [ok, bad]
+    assert destinations(account=str(pushed["account"].account_id)) == [bad, ok]  # newest first
     assert destinations(account=str(AccountFactory().account_id)) == []
-    assert destinations(created_after=hour_ago, processed_after=hour_ago) == [ok, bad]
+    assert destinations(created_after=hour_ago, processed_after=hour_ago) == [bad, ok]
     assert destinations(created_before=hour_ago) == []
     assert destinations(processed_before=hour_ago) == []
     assert api_client.get("/api/deliveries/", {"status": "lost"}).status_code == 400
@@ -296,13 +296,15 @@ def test_schema_documents_redeliver_and_retry_as_they_answer(api_client):
     assert [(p["name"], p["in"]) for p in redeliver["parameters"]] == [("all", "query"), ("event_id", "path")]
     array = {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}}
     assert {
-        code: r["content"]["application/json"]["schema"] for code, r in redeliver["responses"].items()
+        code: r["content"]["application/json"]["schema"]
+        for code, r in redeliver["responses"].items()
+        if code.startswith("2")
     } == {
         "200": array,
         "202": array,
     }
     assert [(p["name"], p["in"]) for p in retry["parameters"]] == [("delivery_id", "path")]
-    assert sorted(retry["responses"]) == ["200", "202", "409"]
+    assert sorted(retry["responses"]) == ["200", "202", "401", "404", "409", "503"]
 
 
 @pytest.fixture
