@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from accounts.admin import AuthoredAdmin
 from destinations.models import Destination
 
 
 @admin.register(Destination)
-class DestinationAdmin(admin.ModelAdmin):
+class DestinationAdmin(AuthoredAdmin):
     list_display = ["url", "http_method", "account", "created_at"]
     list_filter = ["http_method"]
     list_select_related = ["account"]

@@ -143,7 +143,10 @@ MATRIX = [
     ),
     ("PATCH", "/api/accounts/{A}/members/{U}/", {"role": "admin"}, False, (401, 404, 403, 200, 200)),
     ("DELETE", "/api/accounts/{A}/members/{U}/", None, False, (401, 404, 403, 204, 204)),
+    ("PUT", "/api/accounts/{A}/members/{U}/", {"role": "admin"}, False, (401, 405, 405, 405, 405)),
+    ("PATCH", "/api/accounts/{A}/", {"rate_limit": "1000/second"}, False, (401, 404, 403, 400, 200)),
     ("GET", "/api/auth/me/", None, False, (401, 200, 200, 200, 200)),
+    ("POST", "/api/auth/logout/", None, False, (401, 204, 204, 204, 204)),
 ]
 
 
@@ -177,10 +180,15 @@ def _json(data: dict[str, Any] | None) -> dict[str, Any]:
 def _snapshot(world: World) -> tuple:
     """What any write in the table would change."""
     return (
-        list(Account.objects.values_list("account_id", "account_name", "email", "app_secret_token_hash")),
+        list(
+            Account.objects.values_list(
+                "account_id", "account_name", "email", "app_secret_token_hash", "rate_limit"
+            )
+        ),
         list(Destination.objects.values_list("id", "url", "http_method", "signing_secret")),
         list(AccountMember.objects.values_list("account_id", "user_id", "role")),
         list(Delivery.objects.values_list("id", "attempt_count")),
+        AuthToken.objects.count(),
     )
 
 

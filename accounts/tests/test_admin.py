@@ -45,6 +45,8 @@ def test_admin_creates_account_with_generated_token_shown_once(admin_client, cli
             "website": "",
             "destinations-TOTAL_FORMS": "0",
             "destinations-INITIAL_FORMS": "0",
+            "members-TOTAL_FORMS": "0",
+            "members-INITIAL_FORMS": "0",
         },
     )
     assert response.status_code == 302
@@ -84,3 +86,27 @@ def test_destination_search_by_url(admin_client):
     DestinationFactory(url="https://hay.example.com/")
     response = admin_client.get("/admin/destinations/destination/", {"q": "needle"})
     assert response.context["cl"].result_count == 1
+
+
+def test_admin_adds_members_inline_and_records_who_made_what(admin_client, admin_user, django_user_model):
+    """An account added with a member inline: both rows name the admin user as creator and last editor."""
+    ana = django_user_model.objects.create_user(username="ana", email="ana@example.com")
+    response = admin_client.post(
+        "/admin/accounts/account/add/",
+        {
+            "email": "team@example.com",
+            "account_name": "Team",
+            "website": "",
+            "destinations-TOTAL_FORMS": "0",
+            "destinations-INITIAL_FORMS": "0",
+            "members-TOTAL_FORMS": "1",
+            "members-INITIAL_FORMS": "0",
+            "members-0-user": str(ana.pk),
+            "members-0-role": "member",
+        },
+    )
+    assert response.status_code == 302
+    account = Account.objects.get(email="team@example.com")
+    member = account.members.get()
+    assert (member.user, member.role) == (ana, "member")
+    assert (account.created_by, account.updated_by, member.created_by, member.updated_by) == (admin_user,) * 4

@@ -1,6 +1,8 @@
 """The per-account ingest rate limit: keyed by the account, counted in the shared cache, nothing
 stored past it, one account's flood leaving the others alone."""
 
+import socket
+
 import pytest
 from django.test import override_settings
 from knox.models import AuthToken
@@ -126,3 +128,29 @@ def test_the_limit_holds_across_two_server_processes_on_redis(postgres, gunicorn
     ]
     assert sorted(statuses) == [200] * 4 + [429] * 6
     assert Event.objects.filter(account=account).count() == 4
+
+
+@pytest.fixture
+def silent_redis():
+    """A port that accepts connections and never answers, as a hung Redis does."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    listener.close()
+
+
+@pytest.mark.timeout(20)
+def test_a_silent_cache_bounds_the_ingest_and_limits_nothing(client, silent_redis, caplog):
+    """With the cache accepting connections and saying nothing, the check gives up after its
+    socket timeout, is logged, and the ingest goes on (200), rather than hanging or refusing."""
+    silent = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": silent_redis,
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+    }
+    account = AccountFactory()
+    with override_settings(CACHES={"default": silent}, DATAPUSHER_INGEST_RATE_LIMIT="1/hour"):
+        statuses = [ingest(client, account).status_code for _ in range(2)]
+    assert statuses == [200, 200]
+    assert "rate limit ingest not checked: the cache failed" in caplog.text
