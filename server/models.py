@@ -31,6 +31,10 @@ class Event(models.Model):
         indexes = [
             models.Index(fields=["account", "-received_at"], name="event_account_received"),
             models.Index(fields=["received_at"], name="event_received"),
+            # ?external_id= without an account (staff): the unique constraint leads with the account.
+            models.Index(
+                fields=["external_id"], condition=Q(external_id__isnull=False), name="event_external_id"
+            ),
         ]
 
     def __str__(self) -> str:
