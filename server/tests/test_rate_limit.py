@@ -52,9 +52,12 @@ def test_an_accounts_own_rate_limit_wins_over_the_default(client):
 
 @override_settings(DATAPUSHER_INGEST_RATE_LIMIT=None)
 def test_off_limits_nothing(client):
-    """DATAPUSHER_INGEST_RATE_LIMIT=off: 60 ingests in a row are all accepted."""
+    """DATAPUSHER_INGEST_RATE_LIMIT=off: 60 ingests in a row are all accepted; an account with its
+    own rate_limit still has it."""
     account = AccountFactory()
     assert {ingest(client, account).status_code for _ in range(60)} == {200}
+    limited = AccountFactory(rate_limit="1/hour")
+    assert [ingest(client, limited).status_code for _ in range(2)] == [200, 429]
 
 
 def test_a_bad_token_is_401_before_any_counting(client):
