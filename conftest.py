@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.core.cache import cache
 from knox import crypto as knox_crypto
 from knox.models import AuthToken
 from rest_framework.test import APIClient
+
+from datapusher.ratelimit import limiter
 
 
 @dataclass
@@ -166,9 +167,9 @@ def _no_secret_in_any_log_line() -> Iterator[_SecretsWatch]:
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache() -> Iterator[None]:
-    """Each test starts with an empty cache: rate-limit counters do not carry over."""
-    cache.clear()
+def _fresh_rate_limits() -> Iterator[None]:
+    """Each test starts with new rate-limit counters: none carries over."""
+    limiter.cache_clear()
     yield
 
 

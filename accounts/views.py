@@ -157,16 +157,13 @@ class SignInView(KnoxLoginView):
                 settings.DATAPUSHER_SIGN_IN_FAILURES_PER_ADDRESS,
             ),
         ]
-        waits = [
-            limit_wait(request=request, group=g, key=k, rate=r, count=False, at_limit=True)
-            for g, k, r in counters
-        ]
+        waits = [limit_wait(group=g, key=k, rate=r, count=False) for g, k, r in counters]
         if any(waits):
             raise exceptions.Throttled(wait=max(wait for wait in waits if wait))
         user = user_authenticate(request=request, username=username, password=password)
         if user is None:
             for group, key, rate in counters:
-                limit_wait(request=request, group=group, key=key, rate=rate, count=True)
+                limit_wait(group=group, key=key, rate=rate, count=True)
             raise exceptions.ValidationError({"non_field_errors": [SIGN_IN_FAILED]})
         request.user = user
         return super().post(request, format=format)

@@ -17,9 +17,9 @@ and what the receiver got, which must be one request per destination and ingest.
 Usage:  .venv/bin/python bench/throughput.py [--apps datapusher naive ceiling]
             [--databases sqlite postgresql] [--clients 16] [--seconds 10] [--web-threads 8]
             [--web-concurrency 2] [--keep-alive | --python-clients]
-            [--ingest-rate-limit RATE] [--redis-cache]
+            [--ingest-rate-limit RATE] [--redis-counters]
 With --ingest-rate-limit (e.g. 1000000/second, a limit the load never reaches) the per-account
-limiter counts every ingest, as in production (off by default); --redis-cache counts in Redis
+limiter counts every ingest, as in production (off by default); --redis-counters counts in Redis
 (REDIS_URL=redis://127.0.0.1:6379/13) rather than in each process's memory.
 """
 
@@ -180,7 +180,7 @@ def measure(
     )
 
 
-REDIS_CACHE = "redis://127.0.0.1:6379/13"
+REDIS_COUNTERS = "redis://127.0.0.1:6379/13"
 
 
 def main() -> None:
@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--web-threads", default="8")
     parser.add_argument("--web-concurrency", default="2")
     parser.add_argument("--ingest-rate-limit", default="off", help="DATAPUSHER_INGEST_RATE_LIMIT")
-    parser.add_argument("--redis-cache", action="store_true", help="REDIS_URL: the shared cache")
+    parser.add_argument("--redis-counters", action="store_true", help="REDIS_URL: counters in Redis")
     client = parser.add_mutually_exclusive_group()
     client.add_argument("--keep-alive", action="store_true", help="wrk keeps its connections open")
     client.add_argument("--python-clients", action="store_true", help="Python threads even with wrk")
@@ -203,7 +203,7 @@ def main() -> None:
         f"sync throughput: {DESTINATIONS} destinations answering at once, {args.clients} clients, "
         f"{args.seconds:g} s, make serve with WEB_CONCURRENCY={args.web_concurrency} "
         f"WEB_THREADS={args.web_threads}, DATAPUSHER_INGEST_RATE_LIMIT={args.ingest_rate_limit}, "
-        f"cache {'Redis' if args.redis_cache else 'per process'}"
+        f"counters {'in Redis' if args.redis_counters else 'per process'}"
     )
     if args.wrk:
         connections = "kept alive" if args.keep_alive else "Connection: close, a new one per ingest"
@@ -218,7 +218,7 @@ def main() -> None:
             WEB_THREADS=args.web_threads,
             WEB_CONCURRENCY=args.web_concurrency,
             DATAPUSHER_INGEST_RATE_LIMIT=args.ingest_rate_limit,
-            **({"REDIS_URL": REDIS_CACHE} if args.redis_cache else {}),
+            **({"REDIS_URL": REDIS_COUNTERS} if args.redis_counters else {}),
         )
         benchlib.manage(env, "migrate", "-v0")
         urls = [f"http://127.0.0.1:{receiver.port}/{i}" for i in range(DESTINATIONS)]

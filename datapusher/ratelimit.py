@@ -1,29 +1,55 @@
-"""Counters in the shared cache (django-ratelimit's fixed windows, counted with the cache's atomic
-increment), so that a limit holds across processes when REDIS_URL is set."""
+"""Counters in fixed windows (the limits library), stored where DATAPUSHER_RATE_LIMIT_STORAGE says:
+in Redis when REDIS_URL is set, so that a limit holds across processes, where one check is one
+round trip (an increment that sets its own expiry, in one script); in the process's memory
+otherwise."""
 
+import functools
 import logging
+import math
+import time
 
-from django.http import HttpRequest
-from django_ratelimit.core import get_usage
+from django.conf import settings
+from limits import RateLimitItem, RateLimitItemPerSecond, storage
+from limits.strategies import FixedWindowRateLimiter
+from rest_framework.throttling import SimpleRateThrottle
 
 logger = logging.getLogger(__name__)
 
+# A Redis that does not answer costs a request at most this long (seconds) per check.
+STORAGE_TIMEOUT_SECONDS = 1.0
 
-def limit_wait(
-    *, request: HttpRequest, group: str, key: str, rate: str | None, count: bool, at_limit: bool = False
-) -> int | None:
+
+@functools.cache
+def limiter(uri: str) -> FixedWindowRateLimiter:
+    """One limiter per storage URI and process; it keeps its connection pool between calls."""
+    return FixedWindowRateLimiter(
+        storage.storage_from_string(
+            uri, socket_connect_timeout=STORAGE_TIMEOUT_SECONDS, socket_timeout=STORAGE_TIMEOUT_SECONDS
+        )
+    )
+
+
+@functools.cache
+def rate_item(rate: str) -> RateLimitItem:
+    """ "10/minute" (DRF's format, read by DRF's own parser) as the limits library's item."""
+    amount, seconds = SimpleRateThrottle.parse_rate(None, rate)
+    return RateLimitItemPerSecond(amount, seconds)
+
+
+def limit_wait(*, group: str, key: str, rate: str | None, count: bool) -> int | None:
     """Seconds until the `group` counter of `key` is under `rate` again ("10/minute", DRF's format),
-    or None when it is under it (or `rate` is None). With `count`, this call counts as one more.
-    With `at_limit`, reaching the rate already limits (for counters of failures, checked before the
-    next try). A cache that fails limits nothing: the error is logged, the request goes on."""
+    or None when it is under it (or `rate` is None). With `count`, this call counts as one more and
+    limits when it goes past the rate; without, it only looks, and a counter already at the rate
+    limits (for counters of failures, checked before the next try). A storage that fails limits
+    nothing: the error is logged, the request goes on."""
     if rate is None:
         return None
+    item, counters = rate_item(rate), limiter(settings.DATAPUSHER_RATE_LIMIT_STORAGE)
     try:
-        usage = get_usage(request, group=group, key=lambda _group, _request: key, rate=rate, increment=count)
-    except Exception:  # the cache's own errors: Redis down, timed out, refused
-        logger.warning("rate limit %s not checked: the cache failed", group, exc_info=True)
+        if (counters.hit if count else counters.test)(item, group, key):
+            return None
+        reset_at = counters.get_window_stats(item, group, key).reset_time
+    except Exception:  # the storage's own errors: Redis down, timed out, refused
+        logger.warning("rate limit %s not checked: the storage failed", group, exc_info=True)
         return None
-    if usage is None or usage["limit"] == 0:  # limits off, or the cache answered nothing
-        return None
-    over = usage["count"] >= usage["limit"] if at_limit else usage["count"] > usage["limit"]
-    return max(usage["time_left"], 1) if over else None
+    return max(math.ceil(reset_at - time.time()), 1)

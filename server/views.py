@@ -59,7 +59,6 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
     if target is None:
         return ingest_error(status=401, message="Un Authenticate")
     wait = limit_wait(
-        request=request,
         group="ingest",
         key=str(target.account_id),
         rate=target.rate_limit or settings.DATAPUSHER_INGEST_RATE_LIMIT,

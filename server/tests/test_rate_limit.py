@@ -1,15 +1,18 @@
-"""The per-account ingest rate limit: keyed by the account, counted in the shared cache, nothing
+"""The per-account ingest rate limit: keyed by the account, counted in shared storage, nothing
 stored past it, one account's flood leaving the others alone."""
 
 import socket
+import time
 
 import pytest
+import redis
 from django.test import override_settings
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from accounts.models import AccountMember
 from accounts.tests.factories import AccountFactory
+from datapusher.ratelimit import STORAGE_TIMEOUT_SECONDS, limit_wait
 from destinations.tests.factories import DestinationFactory
 from server.models import Event
 from server.tests.conftest import _redis_ready, service_missing
@@ -133,6 +136,30 @@ def test_the_limit_holds_across_two_server_processes_on_redis(postgres, gunicorn
     assert Event.objects.filter(account=account).count() == 4
 
 
+def test_a_check_on_redis_is_one_round_trip(monkeypatch):
+    """An ingest under its limit costs one command sent to Redis (an increment that sets its own
+    expiry), not a SET NX and then an increment. A refusal reads its window too (the count and when it
+    ends)."""
+    if not _redis_ready(REDIS_CACHE):
+        service_missing(f"Redis is not reachable at {REDIS_CACHE}")
+    sent = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(connection, command, check_health=True):
+        sent.append(command)
+        return send(connection, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    with override_settings(DATAPUSHER_RATE_LIMIT_STORAGE=REDIS_CACHE):
+        assert limit_wait(group="ingest", key="one", rate="2/hour", count=True) is None  # loads the script
+        sent.clear()
+        assert limit_wait(group="ingest", key="one", rate="2/hour", count=True) is None
+        assert len(sent) == 1
+        sent.clear()
+        assert 3590 <= limit_wait(group="ingest", key="one", rate="2/hour", count=True) <= 3600
+        assert len(sent) == 3
+
+
 @pytest.fixture
 def silent_redis():
     """A port that accepts connections and never answers, as a hung Redis does."""
@@ -144,16 +171,15 @@ def silent_redis():
 
 
 @pytest.mark.timeout(20)
-def test_a_silent_cache_bounds_the_ingest_and_limits_nothing(client, silent_redis, caplog):
-    """With the cache accepting connections and saying nothing, the check gives up after its
+def test_a_silent_redis_bounds_the_ingest_and_limits_nothing(client, silent_redis, caplog):
+    """With Redis accepting connections and saying nothing, the check gives up after its
     socket timeout, is logged, and the ingest goes on (200), rather than hanging or refusing."""
-    silent = {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": silent_redis,
-        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-    }
     account = AccountFactory()
-    with override_settings(CACHES={"default": silent}, DATAPUSHER_INGEST_RATE_LIMIT="1/hour"):
+    with override_settings(DATAPUSHER_RATE_LIMIT_STORAGE=silent_redis, DATAPUSHER_INGEST_RATE_LIMIT="1/hour"):
+        started = time.monotonic()
         statuses = [ingest(client, account).status_code for _ in range(2)]
+        elapsed = time.monotonic() - started
     assert statuses == [200, 200]
-    assert "rate limit ingest not checked: the cache failed" in caplog.text
+    assert "rate limit ingest not checked: the storage failed" in caplog.text
+    # Each check gives up after one STORAGE_TIMEOUT_SECONDS (1 s): bounded, not hung.
+    assert 2 * STORAGE_TIMEOUT_SECONDS <= elapsed < 2 * STORAGE_TIMEOUT_SECONDS + 3
