@@ -6,6 +6,7 @@ otherwise."""
 import functools
 import logging
 import math
+import threading
 import time
 
 from django.conf import settings
@@ -17,16 +18,20 @@ logger = logging.getLogger(__name__)
 
 # A Redis that does not answer costs a request at most this long (seconds) per check.
 STORAGE_TIMEOUT_SECONDS = 1.0
+# limits looks its storage's client library up on first use, and threads doing it at once fail
+# ("minimum version … Found version: 0.0.0"): a process's first requests build one at a time.
+_building = threading.Lock()
 
 
 @functools.cache
 def limiter(uri: str) -> FixedWindowRateLimiter:
     """One limiter per storage URI and process; it keeps its connection pool between calls."""
-    return FixedWindowRateLimiter(
-        storage.storage_from_string(
-            uri, socket_connect_timeout=STORAGE_TIMEOUT_SECONDS, socket_timeout=STORAGE_TIMEOUT_SECONDS
+    with _building:
+        return FixedWindowRateLimiter(
+            storage.storage_from_string(
+                uri, socket_connect_timeout=STORAGE_TIMEOUT_SECONDS, socket_timeout=STORAGE_TIMEOUT_SECONDS
+            )
         )
-    )
 
 
 @functools.cache
@@ -44,8 +49,9 @@ def limit_wait(*, group: str, key: str, rate: str | None, count: bool) -> int | 
     nothing: the error is logged, the request goes on."""
     if rate is None:
         return None
-    item, counters = rate_item(rate), limiter(settings.DATAPUSHER_RATE_LIMIT_STORAGE)
+    item = rate_item(rate)
     try:
+        counters = limiter(settings.DATAPUSHER_RATE_LIMIT_STORAGE)
         if (counters.hit if count else counters.test)(item, group, key):
             return None
         reset_at = counters.get_window_stats(item, group, key).reset_time

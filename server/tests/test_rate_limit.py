@@ -1,11 +1,16 @@
 """The per-account ingest rate limit: keyed by the account, counted in shared storage, nothing
 stored past it, one account's flood leaving the others alone."""
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 import redis
+from django.conf import settings
 from django.test import override_settings
 from knox.models import AuthToken
 from rest_framework.test import APIClient
@@ -158,6 +163,51 @@ def test_a_check_on_redis_is_one_round_trip(monkeypatch):
         sent.clear()
         assert 3590 <= limit_wait(group="ingest", key="one", rate="2/hour", count=True) <= 3600
         assert len(sent) == 3
+
+
+FIRST_CHECKS = """
+import json, os, threading
+import django
+django.setup()
+from datapusher.ratelimit import limit_wait
+start, waits = threading.Barrier(16), []
+def first_check():
+    start.wait()
+    waits.append(limit_wait(group="ingest", key="many", rate="16/hour", count=True))
+threads = [threading.Thread(target=first_check) for _ in range(16)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps([waits, limit_wait(group="ingest", key="many", rate="16/hour", count=True)]))
+"""
+
+
+def test_a_new_process_first_checks_from_many_threads_at_once_all_count():
+    """A fresh process (the Redis client not yet imported) whose first 16 checks come from 16
+    threads at once: each is counted, none fails open, and the 17th is refused. (Building the
+    storage from several threads at once used to fail while one of them imported the client.)"""
+    if not _redis_ready(REDIS_CACHE):
+        service_missing(f"Redis is not reachable at {REDIS_CACHE}")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "datapusher.settings",
+        "SECRET_KEY": "x",
+        "REDIS_URL": REDIS_CACHE,
+    }
+    run = subprocess.run(  # noqa: S603 (our own command line)
+        [sys.executable, "-c", FIRST_CHECKS],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    waits, seventeenth = json.loads(run.stdout)
+    assert waits == [None] * 16
+    assert 3590 <= seventeenth <= 3600
+    assert "not checked" not in run.stderr
 
 
 @pytest.fixture
