@@ -287,3 +287,17 @@ def test_the_dashboard_answers_503_when_the_database_fails(admin_client, monkeyp
     response = admin_client.get("/admin/dashboard/")
     assert (response.status_code, response.content) == (503, b"Service Unavailable")
     assert response["Retry-After"] == str(DATABASE_RETRY_AFTER_SECONDS)
+
+
+def test_the_page_sections_have_stable_ids(admin_client):
+    """Each section of the page has its element id, for browsers and scripts to find, even when empty."""
+    page = admin_client.get("/admin/dashboard/").content.decode()
+    ids = re.findall(r'<div class="module" id="([^"]+)">', page)
+    assert ids == [
+        "dashboard-summary",
+        "dashboard-backlog",
+        "dashboard-chart",
+        "dashboard-slowest",
+        "dashboard-failing",
+        "dashboard-destinations",
+    ]
