@@ -259,3 +259,9 @@ for _name in (
 # REDIS_URL is set, so that a limit holds across processes; in each process's memory otherwise.
 REDIS_URL = env.str("REDIS_URL", default="")
 DATAPUSHER_RATE_LIMIT_STORAGE = REDIS_URL or "memory://"
+
+# Where the repository's files are browsed (e.g. https://github.com/acme/datapusher/blob/main/): the
+# landing page, `/`, links README.md and docs/ there; empty, it names them.
+DATAPUSHER_DOCS_URL = env.str("DATAPUSHER_DOCS_URL", default="")
+if DATAPUSHER_DOCS_URL and not DATAPUSHER_DOCS_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("DATAPUSHER_DOCS_URL must be an http(s) URL.")

@@ -14,6 +14,7 @@ router.register("events", EventViewSet, basename="event")
 router.register("deliveries", DeliveryViewSet, basename="delivery")
 
 urlpatterns = [
+    path("", include("server.page_urls")),  # `/` and /admin/dashboard/, before the admin's catch-all
     path("admin/", admin.site.urls),
     path(
         "api/accounts/<str:account_id>/destinations/",

@@ -106,6 +106,10 @@ class Attempt(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # The dashboard's day of attempts (server/selectors.py: dashboard_get).
+            models.Index(fields=["started_at"], name="attempt_started"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.status_code or self.error} in {self.duration_ms} ms"

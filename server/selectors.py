@@ -1,19 +1,23 @@
-"""The read side: what an ingest sends to, and the delivery log as the log API shows it."""
+"""The read side: what an ingest sends to, the delivery log as the log API shows it, and the
+operator dashboard's figures."""
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import QuerySet
+from django.db.models import Case, Count, F, Min, Q, QuerySet, Sum, When, Window
+from django.db.models.functions import RowNumber, TruncHour
+from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.utils import timezone
 
 from accounts.selectors import scoped
 from accounts.tokens import app_secret_token_hash
 from datapusher.sql import db_value
+from destinations.addresses import url_without_credentials
 from destinations.models import Destination
-from server.models import Delivery, Event
+from server.models import Attempt, Delivery, Event
 
 # One indexed statement as SQL: compiling it with the ORM cost more than running it (datapusher/sql.py).
 # Its destination columns come in the model's field order, which from_db below relies on.
@@ -119,3 +123,186 @@ def delivery_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
 def delivery_detail_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
     """delivery_list with each delivery's attempts, for detail views."""
     return delivery_list(user=user).prefetch_related("attempts")
+
+
+# The operator dashboard (server/dashboard.py): a day of the log in a constant number of queries.
+
+DASHBOARD_HOURS = 24
+DASHBOARD_TOP = 5
+# The page lists this many destinations, the busiest, whatever the number that had attempts.
+DASHBOARD_BUSIEST = 50
+
+
+@dataclass(frozen=True)
+class HourCounts:
+    """Deliveries created in one clock hour, by status."""
+
+    start: datetime
+    pending: int
+    succeeded: int
+    failed: int
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.succeeded + self.failed
+
+
+@dataclass(frozen=True)
+class DestinationStats:
+    """One destination's attempts in the window: how many, how many failed (no 2xx answer), and
+    their durations' 50th and 95th percentiles (nearest rank: an actual duration, the one at rank
+    ceil(p n / 100) of the n sorted)."""
+
+    destination_id: int
+    url: str
+    account_name: str
+    attempts: int
+    failed: int
+    p50_ms: int
+    p95_ms: int
+
+    @property
+    def failure_percent(self) -> float:
+        return 100 * self.failed / self.attempts
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """The log from `since` (the start of the clock hour, in UTC, 23 hours before `now`'s) to `now`."""
+
+    now: datetime
+    since: datetime
+    events_received: int
+    events_processed: int
+    hours: list[HourCounts]
+    destinations: list[DestinationStats]
+    backlog: int
+    oldest_pending_created_at: datetime | None
+
+    @property
+    def deliveries(self) -> dict[str, int]:
+        return {
+            status: sum(getattr(hour, status) for hour in self.hours) for status in Delivery.Status.values
+        }
+
+    @property
+    def oldest_pending_age(self) -> timedelta | None:
+        created_at = self.oldest_pending_created_at
+        return None if created_at is None else self.now - created_at
+
+    @property
+    def slowest(self) -> list[DestinationStats]:
+        return sorted(self.destinations, key=lambda d: (-d.p95_ms, -d.p50_ms, d.destination_id))[
+            :DASHBOARD_TOP
+        ]
+
+    @property
+    def most_failing(self) -> list[DestinationStats]:
+        failing = [d for d in self.destinations if d.failed]
+        return sorted(failing, key=lambda d: (-d.failure_percent, -d.failed, d.destination_id))[
+            :DASHBOARD_TOP
+        ]
+
+    @property
+    def not_listed(self) -> int:
+        return max(len(self.destinations) - DASHBOARD_BUSIEST, 0)
+
+    @property
+    def busiest(self) -> list[DestinationStats]:
+        return sorted(self.destinations, key=lambda d: (-d.attempts, d.destination_id))[:DASHBOARD_BUSIEST]
+
+
+# An attempt succeeded when the destination answered 2xx (server/http.py: OutboundResponse.succeeded);
+# no answer at all (timeout, refused connection or address) is a failure.
+_SUCCEEDED = Q(status_code__gte=200, status_code__lt=300)
+
+
+def _at_nearest_rank(percent: int) -> Q:
+    """Rows whose rank (1..total within their destination, by duration) is the nearest rank of
+    `percent`: the smallest rank with 100 rank >= percent total, in integers on every database."""
+    share = F("total") * percent
+    return Q(GreaterThanOrEqual(F("rank") * 100, share)) & Q(LessThan(F("rank") * 100, share + 100))
+
+
+def _destination_stats(*, since: datetime, now: datetime) -> list[DestinationStats]:
+    """Per destination, from one statement whatever their number. PostgreSQL's percentile_cont
+    does not exist on SQLite, and reading a day of durations into Python is unbounded: the
+    database numbers each destination's attempts by duration (window functions, on both) and
+    returns only the rows at the 50th and 95th percentile ranks — at most two per destination,
+    each carrying its destination's counts. The sort is the database's, bounded by its own memory
+    settings (spilling to disk), over the rows of the window only (index attempt_started)."""
+    by_destination = {"partition_by": [F("delivery__destination_id")]}
+    rows = (
+        Attempt.objects.filter(
+            started_at__gte=since, started_at__lte=now, delivery__destination__isnull=False
+        )
+        .annotate(
+            rank=Window(RowNumber(), order_by=[F("duration_ms").asc(), F("id").asc()], **by_destination),
+            total=Window(Count("id"), **by_destination),
+            failed=Window(Sum(Case(When(_SUCCEEDED, then=0), default=1)), **by_destination),
+        )
+        .filter(_at_nearest_rank(50) | _at_nearest_rank(95))
+        .order_by("delivery__destination_id", "rank")
+        .values_list(
+            "delivery__destination_id",
+            "delivery__destination__url",
+            "delivery__destination__account__account_name",
+            "total",
+            "failed",
+            "duration_ms",
+        )
+    )
+    found: dict[int, DestinationStats] = {}
+    for destination_id, url, account_name, total, failed, duration_ms in rows:
+        # By rank: a destination's first row is at the 50th percentile, its last at the 95th
+        # (one row is both when its rank is the nearest for both, e.g. with a single attempt).
+        earlier = found.get(destination_id)
+        found[destination_id] = DestinationStats(
+            destination_id=destination_id,
+            url=url_without_credentials(url),
+            account_name=account_name,
+            attempts=total,
+            failed=failed,
+            p50_ms=duration_ms if earlier is None else earlier.p50_ms,
+            p95_ms=duration_ms,
+        )
+    return list(found.values())
+
+
+def dashboard_get(*, now: datetime) -> Dashboard:
+    """The operator dashboard's figures at `now`, in four queries whatever the number of
+    destinations: events received and processed, deliveries per clock hour and status, each
+    destination's attempts, failure rate and duration percentiles, and the pending backlog."""
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    since = hour - timedelta(hours=DASHBOARD_HOURS - 1)
+    events = Event.objects.filter(received_at__gte=since, received_at__lte=now).aggregate(
+        received=Count("pk"), processed=Count("pk", filter=Q(processed_at__isnull=False))
+    )
+    per_hour = (
+        Delivery.objects.filter(created_at__gte=since, created_at__lte=now)
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values_list("hour", "status")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    counts: dict[tuple[datetime, str], int] = {(hour, status): count for hour, status, count in per_hour}
+    starts = [since + timedelta(hours=n) for n in range(DASHBOARD_HOURS)]
+    backlog = Delivery.objects.filter(status=Delivery.Status.PENDING).aggregate(
+        count=Count("id"), oldest=Min("created_at")
+    )
+    return Dashboard(
+        now=now,
+        since=since,
+        events_received=events["received"],
+        events_processed=events["processed"],
+        hours=[
+            HourCounts(
+                start=start,
+                **{status: counts.get((start, status), 0) for status in Delivery.Status.values},
+            )
+            for start in starts
+        ],
+        destinations=_destination_stats(since=since, now=now),
+        backlog=backlog["count"],
+        oldest_pending_created_at=backlog["oldest"],
+    )
