@@ -125,7 +125,7 @@ def delivery_detail_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
     return delivery_list(user=user).prefetch_related("attempts")
 
 
-# The operator dashboard (server/dashboard.py): a day of the log in a constant number of queries.
+# The operator dashboard (server/pages.py): a day of the log in a constant number of queries.
 
 DASHBOARD_HOURS = 24
 DASHBOARD_TOP = 5
