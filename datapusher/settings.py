@@ -259,3 +259,11 @@ for _name in (
 # REDIS_URL is set, so that a limit holds across processes; in each process's memory otherwise.
 REDIS_URL = env.str("REDIS_URL", default="")
 DATAPUSHER_RATE_LIMIT_STORAGE = REDIS_URL or "memory://"
+
+# Health and metrics (docs/deployment.md): every /readyz check gives up after this many seconds.
+# GET /metrics answers a request with `Authorization: Bearer <DATAPUSHER_METRICS_TOKEN>`; without a
+# token, only clients on loopback with no proxy in front (NUM_PROXIES=0).
+DATAPUSHER_READY_TIMEOUT = env.float("DATAPUSHER_READY_TIMEOUT", default=2.0)
+if DATAPUSHER_READY_TIMEOUT <= 0:
+    raise ImproperlyConfigured("DATAPUSHER_READY_TIMEOUT must be greater than 0.")
+DATAPUSHER_METRICS_TOKEN = env.str("DATAPUSHER_METRICS_TOKEN", default="")

@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 
 from accounts.selectors import scoped
 from accounts.tokens import app_secret_token_hash
 from datapusher.sql import db_value
 from destinations.models import Destination
-from server.models import Delivery, Event
+from server.models import Delivery, DispatcherHeartbeat, Event
 
 # One indexed statement as SQL: compiling it with the ORM cost more than running it (datapusher/sql.py).
 # Its destination columns come in the model's field order, which from_db below relies on.
@@ -119,3 +119,17 @@ def delivery_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
 def delivery_detail_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
     """delivery_list with each delivery's attempts, for detail views."""
     return delivery_list(user=user).prefetch_related("attempts")
+
+
+def deliveries_pending_backlog() -> tuple[int, datetime | None]:
+    """How many deliveries are pending, and when the oldest of them was created (None: none is).
+    One statement, answered from the (status, created_at) index."""
+    backlog = Delivery.objects.filter(status=Delivery.Status.PENDING).aggregate(
+        count=Count("*"), oldest=Min("created_at")
+    )
+    return backlog["count"], backlog["oldest"]
+
+
+def dispatcher_last_beat() -> datetime | None:
+    """When the most recent dispatcher heartbeat was written, or None if no dispatcher is beating."""
+    return DispatcherHeartbeat.objects.aggregate(last=Max("beat_at"))["last"]
