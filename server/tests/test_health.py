@@ -45,8 +45,9 @@ def test_healthz_is_ok_without_touching_the_database(client):
     )
 
 
-def test_health_endpoints_answer_get_only(client):
-    """POST /healthz and /readyz: 405 with Allow: GET, HEAD."""
+def test_health_endpoints_answer_get_and_head_only(client):
+    """HEAD /healthz: 200; POST /healthz and /readyz: 405 with Allow: GET, HEAD."""
+    assert client.head("/healthz").status_code == 200
     for path in ("/healthz", "/readyz"):
         response = client.post(path)
         assert (response.status_code, response["Allow"]) == (405, "GET, HEAD")
