@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
+from server.metrics import _ProcessFiles
 from server.models import Delivery
 from server.tests.conftest import ROOT, manage, wait_until, web_env
 from server.tests.helpers import INGEST_URL, http_call, ingest, pending_delivery
@@ -250,3 +251,26 @@ def test_two_gunicorn_processes_and_a_worker_are_summed(gunicorn, tmp_path):
     scraped = http_scrape(server.url, token)
     assert scraped[(INGESTS, ("outcome", "unauthorized"))] == sent == sum(per_process())
     assert scraped[(DELIVERIES, ("status", "failed"))] == 3
+
+
+def test_a_workers_attempts_are_counted_in_its_subdirectory(client, worker, receiver, tmp_path):
+    """Queue mode on PostgreSQL: a Celery worker writing to METRICS_DIR/worker counts the attempt
+    it made and the delivery it finished; a scrape of METRICS_DIR reads them back."""
+    metrics_dir = tmp_path / "metrics"
+    (metrics_dir / "worker").mkdir(parents=True)
+    worker(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir / "worker"))
+    account = AccountFactory()
+    DestinationFactory(account=account, url=f"{receiver.url}/in")
+    assert ingest(client, account).status_code == 202
+
+    def counted() -> dict[tuple, float]:
+        return samples(_ProcessFiles(str(metrics_dir)).collect())
+
+    wait_until(lambda: counted().get((ATTEMPTS,)) == 1, 30, "the worker's attempt was never counted")
+    assert Delivery.objects.get().status == Delivery.Status.SUCCEEDED
+    scraped = counted()
+    assert (scraped[(DELIVERIES, ("status", "succeeded"))], scraped[(DELIVERIES, ("status", "failed"))]) == (
+        1,
+        0,
+    )
+    assert len(receiver.requests) == 1
