@@ -8,12 +8,13 @@ multiprocess mode). Without it, a scrape reports the counts of the process that 
 """
 
 import glob
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from functools import partial, wraps
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from prometheus_client import (
@@ -29,6 +30,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from server.models import Delivery
 from server.selectors import deliveries_pending_backlog
+
+logger = logging.getLogger(__name__)
 
 # The ingest's outcome by its answer's status code; anything else (an exception: a 503 or 500) is "error".
 INGEST_OUTCOMES = {
@@ -96,10 +99,15 @@ def _count_attempts(*, durations: list[float], finished: list[str]) -> None:
 
 
 class _Backlog:
-    """Pending deliveries and the age of the oldest, read from the database at scrape time."""
+    """Pending deliveries and the age of the oldest, read from the database at scrape time (left
+    out while the database is unavailable)."""
 
     def collect(self) -> Iterator[Metric]:
-        count, oldest = deliveries_pending_backlog()
+        try:
+            count, oldest = deliveries_pending_backlog()
+        except DatabaseError as err:  # the counters are still worth having: these two go missing
+            logger.warning("metrics: the backlog could not be read: %s", err)
+            return
         age = 0.0 if oldest is None else max((timezone.now() - oldest).total_seconds(), 0.0)
         yield GaugeMetricFamily("datapusher_deliveries_pending", "Deliveries pending (not yet final).", count)
         yield GaugeMetricFamily(

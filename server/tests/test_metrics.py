@@ -169,6 +169,19 @@ def test_the_backlog_is_read_at_scrape_time_in_one_query(client, django_assert_n
 
 
 @pytest.mark.django_db
+def test_without_the_database_a_scrape_has_the_counters_but_not_the_backlog(client, monkeypatch):
+    """The backlog query failing: 200 with the counters, and neither backlog gauge."""
+
+    def unavailable():
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("server.metrics.deliveries_pending_backlog", unavailable)
+    scraped = scrape(client)
+    assert (INGESTS, ("outcome", "accepted")) in scraped
+    assert [key for key in scraped if key[0] in (PENDING, OLDEST)] == []
+
+
+@pytest.mark.django_db
 def test_with_a_token_a_scrape_needs_it(client, settings):
     """DATAPUSHER_METRICS_TOKEN set: no header, another token or another scheme get 401 with
     WWW-Authenticate; the token as a bearer gets the metrics."""
