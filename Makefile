@@ -61,7 +61,7 @@ serve: export PROMETHEUS_MULTIPROC_DIR = $(METRICS_DIR)
 worker: export PROMETHEUS_MULTIPROC_DIR = $(METRICS_DIR)/worker
 
 serve: install
-	$(PY) manage.py collectstatic --noinput --verbosity 0
+	env -u PROMETHEUS_MULTIPROC_DIR $(PY) manage.py collectstatic --noinput --verbosity 0
 	mkdir -p $(METRICS_DIR) && rm -f $(METRICS_DIR)/*.db
 	$(VENV)/bin/gunicorn datapusher.wsgi --bind $(BIND) --workers $(WEB_CONCURRENCY) \
 		--worker-class gthread --threads $(WEB_THREADS) --timeout 60 --graceful-timeout 30 \
