@@ -53,14 +53,23 @@ serve worker: export MALLOC_MMAP_THRESHOLD_ ?= 131072
 # gunicorn: WEB_CONCURRENCY processes of WEB_THREADS threads. A sync-mode ingest waits up to
 # connect + read timeout on its slowest destination, so threads, not processes, carry that wait;
 # one account may hold at most DATAPUSHER_ACCOUNT_CONCURRENCY (16) of them per process.
+# Metrics (docs/deployment.md, "Health and metrics"): the gunicorn processes write their counts to
+# METRICS_DIR, emptied here at each start; a worker on this host to METRICS_DIR/worker, which is
+# kept (a file per worker process that ever ran: its counts stay in the sums). GET /metrics adds up both.
+METRICS_DIR ?= $(CURDIR)/var/metrics
+serve: export PROMETHEUS_MULTIPROC_DIR = $(METRICS_DIR)
+worker: export PROMETHEUS_MULTIPROC_DIR = $(METRICS_DIR)/worker
+
 serve: install
-	$(PY) manage.py collectstatic --noinput --verbosity 0
+	env -u PROMETHEUS_MULTIPROC_DIR $(PY) manage.py collectstatic --noinput --verbosity 0
+	mkdir -p $(METRICS_DIR) && rm -f $(METRICS_DIR)/*.db
 	$(VENV)/bin/gunicorn datapusher.wsgi --bind $(BIND) --workers $(WEB_CONCURRENCY) \
 		--worker-class gthread --threads $(WEB_THREADS) --timeout 60 --graceful-timeout 30 \
-		--access-logfile -
+		--access-logfile - --config python:datapusher.gunicorn_conf
 
 # A Celery worker (needs CELERY_BROKER_URL). Deliveries wait on the network, so a thread pool.
 worker: install
+	mkdir -p $(METRICS_DIR)/worker
 	$(VENV)/bin/celery -A datapusher worker --pool threads --concurrency $(WORKER_CONCURRENCY) --loglevel INFO
 
 # Publishes due deliveries to the broker (retries, what the ingest could not publish, what the

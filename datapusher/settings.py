@@ -265,3 +265,11 @@ DATAPUSHER_RATE_LIMIT_STORAGE = REDIS_URL or "memory://"
 DATAPUSHER_DOCS_URL = env.str("DATAPUSHER_DOCS_URL", default="")
 if DATAPUSHER_DOCS_URL and not DATAPUSHER_DOCS_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("DATAPUSHER_DOCS_URL must be an http(s) URL.")
+
+# Health and metrics (docs/deployment.md): every /readyz check gives up after this many seconds.
+# GET /metrics answers a request with `Authorization: Bearer <DATAPUSHER_METRICS_TOKEN>`; without a
+# token, only clients on loopback with no proxy in front (NUM_PROXIES=0).
+DATAPUSHER_READY_TIMEOUT = env.float("DATAPUSHER_READY_TIMEOUT", default=2.0)
+if DATAPUSHER_READY_TIMEOUT <= 0:
+    raise ImproperlyConfigured("DATAPUSHER_READY_TIMEOUT must be greater than 0.")
+DATAPUSHER_METRICS_TOKEN = env.str("DATAPUSHER_METRICS_TOKEN", default="")

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from accounts.views import AccountViewSet, MemberViewSet, MeView, SignInView, SignOutView
+from datapusher import health
 from destinations.views import AccountDestinationList, DestinationViewSet
 from server.views import DeliveryViewSet, EventViewSet
 
@@ -39,6 +40,13 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),
     path("server/", include("server.urls")),
+]
+
+# Health and metrics (datapusher/health.py, docs/deployment.md).
+urlpatterns += [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
 ]
 
 handler400 = "rest_framework.exceptions.bad_request"

@@ -113,3 +113,14 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status_code or self.error} in {self.duration_ms} ms"
+
+
+class DispatcherHeartbeat(models.Model):
+    """One row per running dispatcher (`manage.py dispatch`), rewritten after each round it completes:
+    /readyz reports the dispatcher stale when the newest beat is too old."""
+
+    name = models.CharField(max_length=255, unique=True, help_text="host:pid of the dispatcher process.")
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.beat_at}"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import Case, Count, F, Min, Q, QuerySet, Sum, When, Window
+from django.db.models import Case, Count, F, Max, Min, Q, QuerySet, Sum, When, Window
 from django.db.models.functions import RowNumber, TruncHour
 from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.utils import timezone
@@ -17,7 +17,7 @@ from accounts.tokens import app_secret_token_hash
 from datapusher.sql import db_value
 from destinations.addresses import url_without_credentials
 from destinations.models import Destination
-from server.models import Attempt, Delivery, Event
+from server.models import Attempt, Delivery, DispatcherHeartbeat, Event
 
 # One indexed statement as SQL: compiling it with the ORM cost more than running it (datapusher/sql.py).
 # Its destination columns come in the model's field order, which from_db below relies on.
@@ -123,6 +123,20 @@ def delivery_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
 def delivery_detail_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
     """delivery_list with each delivery's attempts, for detail views."""
     return delivery_list(user=user).prefetch_related("attempts")
+
+
+def deliveries_pending_backlog() -> tuple[int, datetime | None]:
+    """How many deliveries are pending, and when the oldest of them was created (None: none is).
+    One statement, answered from an index on pending deliveries (it reads only those)."""
+    backlog = Delivery.objects.filter(status=Delivery.Status.PENDING).aggregate(
+        count=Count("*"), oldest=Min("created_at")
+    )
+    return backlog["count"], backlog["oldest"]
+
+
+def dispatcher_last_beat() -> datetime | None:
+    """When the most recent dispatcher heartbeat was written, or None if no dispatcher is beating."""
+    return DispatcherHeartbeat.objects.aggregate(last=Max("beat_at"))["last"]
 
 
 # The operator dashboard (server/pages.py): a day of the log in a constant number of queries.
@@ -287,9 +301,7 @@ def dashboard_get(*, now: datetime) -> Dashboard:
     )
     counts: dict[tuple[datetime, str], int] = {(hour, status): count for hour, status, count in per_hour}
     starts = [since + timedelta(hours=n) for n in range(DASHBOARD_HOURS)]
-    backlog = Delivery.objects.filter(status=Delivery.Status.PENDING).aggregate(
-        count=Count("id"), oldest=Min("created_at")
-    )
+    backlog, oldest_pending_created_at = deliveries_pending_backlog()
     return Dashboard(
         now=now,
         since=since,
@@ -303,6 +315,6 @@ def dashboard_get(*, now: datetime) -> Dashboard:
             for start in starts
         ],
         destinations=_destination_stats(since=since, now=now),
-        backlog=backlog["count"],
-        oldest_pending_created_at=backlog["oldest"],
+        backlog=backlog,
+        oldest_pending_created_at=oldest_pending_created_at,
     )

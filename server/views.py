@@ -15,6 +15,7 @@ from datapusher.filters import ListFiltersMixin
 from datapusher.ratelimit import limit_wait
 from destinations.addresses import url_without_credentials
 from server.filters import DeliveryFilter, EventFilter
+from server.metrics import ingests_counted
 from server.models import Delivery
 from server.payload import InvalidPayload, LengthRequired, PayloadTooLarge, payload_parse, request_body
 from server.selectors import (
@@ -43,6 +44,7 @@ ACCOUNT_BUSY_RETRY_AFTER_SECONDS = 1
 
 
 @csrf_exempt
+@ingests_counted
 def incoming_data(request: HttpRequest) -> JsonResponse:
     """Receive a JSON object for the account owning the CL-X-TOKEN and push it to its destinations.
 

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from datapusher.sql import db_value, rows_insert, rows_update
 from destinations.signing import signature
-from server import broker, http
+from server import broker, http, metrics
 from server.models import Attempt, Delivery, Event
 from server.payload import payload_loads
 
@@ -455,6 +455,9 @@ def _deliveries_record(
                 delivery.attempt_count += 1
         else:
             taken_over.append(delivery)
+    metrics.attempts_recorded(
+        attempts=attempts, statuses=[d.status for d in deliveries if d not in taken_over]
+    )
     for delivery in taken_over:
         logger.warning(
             "delivery %s: lease %s ran out and was taken over before the attempt ended; "
@@ -511,13 +514,14 @@ def _outcome_write(*, delivery: Delivery, change: _Change, lease_id: uuid.UUID, 
 def _fail_orphaned(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> None:
     """Fail for good the held deliveries whose destination was deleted: they cannot be sent."""
     now = timezone.now()
-    Delivery.objects.filter(pk__in=[d.pk for d in deliveries], lease_id=lease_id).update(
+    failed = Delivery.objects.filter(pk__in=[d.pk for d in deliveries], lease_id=lease_id).update(
         status=Delivery.Status.FAILED,
         error="destination deleted",
         next_attempt_at=None,
         updated_at=now,
         **_RELEASED,
     )
+    metrics.attempts_recorded(attempts=[], statuses=[Delivery.Status.FAILED] * failed)
 
 
 # A task may start this early (clock skew between machines) and still count as due.

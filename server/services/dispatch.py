@@ -20,8 +20,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from server import broker
-from server.models import Delivery
+from server.models import Delivery, DispatcherHeartbeat
 
+# /readyz reports the dispatcher stale when its newest heartbeat is older than this many rounds (and
+# never sooner than HEARTBEAT_STALE_MIN: a round with a backlog takes up to two broker bounds).
+HEARTBEAT_STALE_ROUNDS = 5
+HEARTBEAT_STALE_MIN = timedelta(seconds=10)
 # A worker takes a message within this long of its publication unless the queue is backed up
 # (see _lost_before).
 LOST_AFTER = timedelta(seconds=5)
@@ -128,3 +132,25 @@ def deliveries_schedule_now(*, deliveries: Sequence[Delivery], lease_id: uuid.UU
     for delivery in deliveries:
         delivery.status, delivery.next_attempt_at = Delivery.Status.PENDING, now
     deliveries_hand_over(delivery_pks=pks)
+
+
+def heartbeat_stale_after() -> timedelta:
+    """How old the newest dispatcher heartbeat may be before the dispatcher counts as stale."""
+    return max(
+        timedelta(seconds=HEARTBEAT_STALE_ROUNDS * settings.DATAPUSHER_DISPATCH_INTERVAL), HEARTBEAT_STALE_MIN
+    )
+
+
+def dispatcher_beat(*, name: str) -> None:
+    """Record that the dispatcher `name` completed a round now (one upsert)."""
+    DispatcherHeartbeat.objects.bulk_create(
+        [DispatcherHeartbeat(name=name, beat_at=timezone.now())],
+        update_conflicts=True,
+        unique_fields=["name"],
+        update_fields=["beat_at"],
+    )
+
+
+def dispatcher_forget(*, name: str) -> None:
+    """Remove the heartbeat of the dispatcher `name`, which is stopping (not stale: gone)."""
+    DispatcherHeartbeat.objects.filter(name=name).delete()

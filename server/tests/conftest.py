@@ -256,6 +256,7 @@ def gunicorn(services) -> Callable[..., WebServer]:
         argv = [sys.executable, "-m", "gunicorn", "datapusher.wsgi", "--bind", "127.0.0.1:0"]
         argv += ["--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads)]
         argv += ["--timeout", "60", "--graceful-timeout", "5", "--no-control-socket"]
+        argv += ["--config", "python:datapusher.gunicorn_conf"]
         booted = "Booting worker with pid"
         return WebServer(
             services(
@@ -266,6 +267,26 @@ def gunicorn(services) -> Callable[..., WebServer]:
         )
 
     return start
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never says a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+    for conn in held:
+        conn.close()
 
 
 class SilentBroker:

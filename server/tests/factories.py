@@ -3,7 +3,7 @@ from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
-from server.models import Attempt, Delivery, Event
+from server.models import Attempt, Delivery, DispatcherHeartbeat, Event
 
 
 class EventFactory(factory.django.DjangoModelFactory):
@@ -35,3 +35,11 @@ class AttemptFactory(factory.django.DjangoModelFactory):
     duration_ms = 100
     started_at = factory.LazyFunction(timezone.now)
     finished_at = factory.LazyAttribute(lambda attempt: attempt.started_at)
+
+
+class DispatcherHeartbeatFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DispatcherHeartbeat
+
+    name = factory.Sequence(lambda n: f"dispatcher-host:{1000 + n}")
+    beat_at = factory.LazyFunction(timezone.now)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.tests.helpers import INGEST_URL, http_call
+from server.tests.helpers import INGEST_URL, closed_port, http_call
 
 UNAVAILABLE_INGEST = {"success": False, "message": "Service Unavailable"}
 UNAVAILABLE_API = {"detail": "Service Unavailable"}
@@ -19,13 +19,6 @@ def answered(server, method: str, path: str, headers: dict[str, str], body: byte
     """(status, Retry-After, JSON body) of one request to `server`."""
     answer = http_call(server.url, method, path, headers=headers, body=body)
     return answer.status, answer.headers["Retry-After"], answer.json
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

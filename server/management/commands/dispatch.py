@@ -1,4 +1,6 @@
+import os
 import signal
+import socket
 import time
 
 from django.conf import settings
@@ -6,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections
 
 from server import broker
-from server.services.dispatch import deliveries_dispatch
+from server.services.dispatch import deliveries_dispatch, dispatcher_beat, dispatcher_forget
 
 
 class Command(BaseCommand):
@@ -29,9 +31,21 @@ class Command(BaseCommand):
         if not once:
             self.stdout.write(f"Dispatching due deliveries every {interval:g}s, {batch} at a time.")
             self.stdout.flush()
+        # Its heartbeat (for /readyz) after each round that reached the database; removed on the way out.
+        name = f"{socket.gethostname()}:{os.getpid()}"
+        try:
+            self._run(name=name, once=once, stopping=stopping, batch=batch, interval=interval)
+        finally:
+            try:
+                dispatcher_forget(name=name)
+            except DatabaseError as err:
+                self.stderr.write(f"could not remove this dispatcher's heartbeat: {err}")
+
+    def _run(self, *, name: str, once: bool, stopping: list, batch: int, interval: float) -> None:
         while True:
             try:
                 published = deliveries_dispatch(limit=batch)
+                dispatcher_beat(name=name)
             except DatabaseError as err:
                 self.stderr.write(f"database unavailable, trying again: {err}")
                 close_old_connections()
