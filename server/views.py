@@ -32,7 +32,7 @@ from server.serializers import (
 )
 from server.services.delivery import payload_needs_data
 from server.services.dispatch import queue_mode
-from server.services.ingest import AccountBusy, event_ingest
+from server.services.ingest import AccountBusy, EventIdConflict, event_ingest
 from server.services.log import DeliveryBusy, DestinationDeleted, delivery_retry, event_redeliver
 
 TOKEN_HEADER = "CL-X-TOKEN"  # noqa: S105 (a header name, not a secret)
@@ -47,8 +47,9 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
     """Receive a JSON object for the account owning the CL-X-TOKEN and push it to its destinations.
 
     Checks in order: method (405), token (401), the account's rate limit (429, nothing stored),
-    body and CL-X-EVENT-ID (400 / 411 / 413), the account's share of this process (429); then 200
-    with one entry per destination (202 with pending entries in queue mode). Authenticated by the
+    body and CL-X-EVENT-ID (400 with an `error` saying why / 411 / 413), the account's share of this
+    process (429), a CL-X-EVENT-ID already used with another body (409, nothing stored or sent);
+    then 200 with one entry per destination (202 with pending entries in queue mode). Authenticated by the
     token alone: no user session, no CSRF.
     """
     if request.method != "POST":
@@ -77,8 +78,8 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
         return ingest_error(status=413, message="Payload Too Large")
     except LengthRequired:
         return ingest_error(status=411, message="Length Required")
-    except InvalidPayload:
-        return ingest_error(status=400, message="Invalid Data")
+    except InvalidPayload as err:
+        return ingest_error(status=400, message="Invalid Data", error=str(err))
     if not payload_needs_data(destinations=target.destinations):
         data = None  # parsed to be checked; not held through the sends when no destination needs it
     external_id = request.headers.get(EVENT_ID_HEADER) or None
@@ -92,6 +93,12 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
         outcome = event_ingest(target=target, body=body, text=text, data=data, external_id=external_id)
     except AccountBusy:
         return _too_many_requests(retry_after=ACCOUNT_BUSY_RETRY_AFTER_SECONDS)
+    except EventIdConflict:
+        return ingest_error(
+            status=409,
+            message="Conflict",
+            error=f"{EVENT_ID_HEADER} {external_id} was already used with a different body.",
+        )
     return JsonResponse(
         {
             "success": True,
