@@ -5,7 +5,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from datapusher.errors import ingest_error
 from datapusher.filters import ListFiltersMixin
 from datapusher.ratelimit import limit_wait
+from datapusher.schema import DETAIL, FIELD_ERRORS
 from destinations.addresses import url_without_credentials
 from server.filters import DeliveryFilter, EventFilter
 from server.models import Delivery
@@ -152,16 +153,30 @@ class EventViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):
         parameters=[
             OpenApiParameter("all", OpenApiTypes.BOOL, description="Also resend succeeded deliveries.")
         ],
-        responses={200: DeliverySerializer(many=True), 202: DeliverySerializer(many=True)},
+        responses={
+            200: OpenApiResponse(
+                DeliverySerializer(many=True),
+                description="Sync mode: the deliveries sent again, each with its new outcome (an empty "
+                "list when none was to be sent).",
+            ),
+            202: OpenApiResponse(
+                DeliverySerializer(many=True),
+                description="Queue mode: the deliveries to send again, pending and due now, for the workers.",
+            ),
+            400: OpenApiResponse(FIELD_ERRORS, description="?all= is not a boolean."),
+        },
     )
     @action(detail=True, methods=["post"], pagination_class=None)
     def redeliver(self, request, event_id=None):
         """Send the event's deliveries that have not succeeded again (all of them with ?all=true),
         except any being sent right now. Sync mode: sent now, 200 with their new outcome. Queue mode:
         202 with them pending, due now, for the workers."""
-        include_succeeded = serializers.BooleanField().to_internal_value(
-            request.query_params.get("all", "false")
-        )
+        try:
+            include_succeeded = serializers.BooleanField().to_internal_value(
+                request.query_params.get("all", "false")
+            )
+        except serializers.ValidationError as err:
+            raise serializers.ValidationError({"all": err.detail}) from err
         deliveries = event_redeliver(event=self.get_object(), include_succeeded=include_succeeded)
         return Response(DeliverySerializer(deliveries, many=True).data, status=_sent_status())
 
@@ -184,7 +199,13 @@ class DeliveryViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         request=None,
         filters=False,
-        responses={200: DeliveryDetailSerializer, 202: DeliveryDetailSerializer, 409: OpenApiTypes.OBJECT},
+        responses={
+            200: OpenApiResponse(DeliveryDetailSerializer, description="Sync mode: sent, with its attempt."),
+            202: OpenApiResponse(DeliveryDetailSerializer, description="Queue mode: pending, due now."),
+            409: OpenApiResponse(
+                DETAIL, description="It is being sent right now, or its destination was deleted."
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, delivery_id=None):
