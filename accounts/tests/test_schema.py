@@ -1,12 +1,9 @@
 """The OpenAPI schema names, for each operation, every status it can answer."""
 
-import uuid
-
 import pytest
 
 from accounts.tests.factories import AccountFactory
 from destinations.models import Destination
-from server.tests.helpers import pending_delivery
 
 pytestmark = pytest.mark.django_db
 PUBLIC = {("/api/auth/token/", "post")}
@@ -137,16 +134,3 @@ def test_an_invalid_filter_is_the_documented_400(api_client, path, query, field)
     assert response.status_code == 400
     assert list(response.json()) == [field]
     assert all(isinstance(message, str) for message in response.json()[field])
-
-
-def test_redeliver_with_all_not_a_boolean_is_the_documented_400(api_client):
-    """?all=maybe on redeliver: 400 naming the parameter, as documented."""
-    event = pending_delivery().event
-    response = api_client.post(f"/api/events/{event.event_id}/redeliver/?all=maybe")
-    assert (response.status_code, response.json()) == (400, {"all": ["Must be a valid boolean."]})
-
-
-def test_redeliver_of_an_unknown_event_is_404(api_client):
-    """The documented 404 of redeliver: no such event."""
-    response = api_client.post(f"/api/events/{uuid.uuid4()}/redeliver/")
-    assert response.status_code == 404
