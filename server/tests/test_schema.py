@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import pytest
 from django.db import OperationalError
+from drf_spectacular.validation import validate_schema
 
 from accounts.tests.factories import AccountFactory
 from datapusher.schema import DELIVERY_EXAMPLE, EVENT_ID_EXAMPLE, INGEST_PATH
@@ -21,6 +22,11 @@ STATUSES = ["200", "202", "400", "401", "405", "409", "411", "413", "429", "503"
 def operation(client) -> dict:
     """The ingest's operation in the schema as served."""
     return client.get("/api/schema/", {"format": "json"}).json()["paths"][INGEST_PATH]["post"]
+
+
+def test_the_schema_with_the_ingest_is_valid_openapi(client):
+    """The served schema, the ingest's path added by hand included, passes OpenAPI 3.0 validation."""
+    validate_schema(client.get("/api/schema/", {"format": "json"}).json())
 
 
 def test_the_schema_documents_the_ingest_headers_and_body(operation):
