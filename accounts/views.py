@@ -35,6 +35,7 @@ from accounts.services import (
 )
 from datapusher.filters import ListFiltersMixin, UtcDateTimeFilter
 from datapusher.ratelimit import limit_wait
+from datapusher.schema import DETAIL, FIELD_ERRORS
 
 SIGN_IN_FAILED = "Unable to sign in with these credentials."
 
@@ -141,8 +142,8 @@ class SignInView(KnoxLoginView):
         request=SignInSerializer,
         responses={
             200: SignedInSerializer,
-            400: OpenApiResponse(description="Wrong credentials (which part is not said)."),
-            429: OpenApiResponse(description="Too many failed sign-ins; see Retry-After."),
+            400: OpenApiResponse(FIELD_ERRORS, description="Wrong credentials (which part is not said)."),
+            429: OpenApiResponse(DETAIL, description="Too many failed sign-ins; see Retry-After."),
         },
     )
     def post(self, request, format=None):

@@ -3,6 +3,7 @@ import uuid
 from collections.abc import Callable
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.selectors import account_administered_list, user_sees_everything
@@ -34,6 +35,17 @@ class HttpMethodField(serializers.ChoiceField):
         return super().to_internal_value(data.upper() if isinstance(data, str) else data)
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "example": {"Authorization": "Bearer your-api-key", "X-Source": "datapusher"},
+    }
+)
+class HeadersField(serializers.JSONField):
+    """Header name to string value (a JSON object), sent with every delivery."""
+
+
 class AdministeredAccountField(serializers.PrimaryKeyRelatedField):
     """An account_id among the accounts the requesting user administers: any other, existing or
     not, is the same 400 (does not exist)."""
@@ -49,7 +61,7 @@ class DestinationSerializer(serializers.ModelSerializer):
     )
     url = HttpUrlField(max_length=2048, validators=[validate_destination_address])
     http_method = HttpMethodField(choices=Destination.HttpMethod.choices)
-    headers = serializers.JSONField(
+    headers = HeadersField(
         validators=[validate_headers],
         help_text="Header name to string value, sent with every delivery.",
     )

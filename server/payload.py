@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 
 class InvalidPayload(ValueError):
-    """The body is not a UTF-8 JSON object."""
+    """The body is not a UTF-8 JSON object; the message says why, for the sender."""
 
 
 class PayloadTooLarge(Exception):
@@ -25,6 +25,14 @@ class LengthRequired(Exception):
 JSON_MEDIA_TYPE = "application/json"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 READ_SIZE = 64 * 1024
+_JSON_TYPES = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
 def request_body(*, request: HttpRequest) -> bytes:
@@ -55,13 +63,13 @@ def request_body(*, request: HttpRequest) -> bytes:
 
 
 def _reject_constant(name: str) -> Any:
-    raise InvalidPayload(f"{name} is not valid JSON")
+    raise InvalidPayload(f"{name} is not a JSON value")
 
 
 def _parse_finite_float(text: str) -> float:
     number = float(text)
     if not math.isfinite(number):
-        raise InvalidPayload(f"{text} is out of range")
+        raise InvalidPayload(f"the number {text} is out of range")
     return number
 
 
@@ -79,13 +87,15 @@ def payload_parse(*, body: bytes, content_type: str, charset: str | None) -> tup
     Unicode text (lone surrogates), nesting too deep to parse, and JSON values that are not objects.
     """
     if not _is_json_media_type(content_type):
-        raise InvalidPayload(f"Content-Type {content_type} is not JSON")
+        raise InvalidPayload(f"Content-Type must be {JSON_MEDIA_TYPE}, not {content_type}.")
     if charset is not None and charset.lower() not in ("utf-8", "utf8"):
-        raise InvalidPayload(f"charset {charset} is not UTF-8")
+        raise InvalidPayload(f"The body must be UTF-8, not charset={charset}.")
+    if not body:
+        raise InvalidPayload("The body is empty: send a JSON object.")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise InvalidPayload(str(err)) from err
+        raise InvalidPayload(f"The body is not UTF-8: {err.reason} at byte {err.start}.") from err
     return text, payload_loads(text=text)
 
 
@@ -98,8 +108,12 @@ def payload_loads(*, text: str) -> dict[str, Any]:
         # escape pays for encoding it all again to find out.
         if _SURROGATE_ESCAPE.search(text):
             json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError) as err:
-        raise InvalidPayload(str(err)) from err
+    except RecursionError as err:
+        raise InvalidPayload("The body is not valid JSON: it is nested too deeply.") from err
+    except UnicodeEncodeError as err:
+        raise InvalidPayload("The body is not valid JSON: it escapes a lone surrogate (not text).") from err
+    except ValueError as err:
+        raise InvalidPayload(f"The body is not valid JSON: {err}.") from err
     if not isinstance(data, dict):
-        raise InvalidPayload("the JSON value is not an object")
+        raise InvalidPayload(f"The body must be a JSON object, not {_JSON_TYPES[type(data)]}.")
     return data

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from datapusher.errors import ingest_error
 from datapusher.filters import ListFiltersMixin
 from datapusher.ratelimit import limit_wait
+from datapusher.schema import DETAIL, FIELD_ERRORS
 from destinations.addresses import url_without_credentials
 from server.filters import DeliveryFilter, EventFilter
 from server.metrics import ingests_counted
@@ -33,7 +34,7 @@ from server.serializers import (
 )
 from server.services.delivery import payload_needs_data
 from server.services.dispatch import queue_mode
-from server.services.ingest import AccountBusy, event_ingest
+from server.services.ingest import AccountBusy, EventIdConflict, event_ingest
 from server.services.log import DeliveryBusy, DestinationDeleted, delivery_retry, event_redeliver
 
 TOKEN_HEADER = "CL-X-TOKEN"  # noqa: S105 (a header name, not a secret)
@@ -49,8 +50,9 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
     """Receive a JSON object for the account owning the CL-X-TOKEN and push it to its destinations.
 
     Checks in order: method (405), token (401), the account's rate limit (429, nothing stored),
-    body and CL-X-EVENT-ID (400 / 411 / 413), the account's share of this process (429); then 200
-    with one entry per destination (202 with pending entries in queue mode). Authenticated by the
+    body and CL-X-EVENT-ID (400 with an `error` saying why / 411 / 413), the account's share of this
+    process (429), a CL-X-EVENT-ID already used with another body (409, nothing stored or sent);
+    then 200 with one entry per destination (202 with pending entries in queue mode). Authenticated by the
     token alone: no user session, no CSRF.
     """
     if request.method != "POST":
@@ -79,8 +81,8 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
         return ingest_error(status=413, message="Payload Too Large")
     except LengthRequired:
         return ingest_error(status=411, message="Length Required")
-    except InvalidPayload:
-        return ingest_error(status=400, message="Invalid Data")
+    except InvalidPayload as err:
+        return ingest_error(status=400, message="Invalid Data", error=str(err))
     if not payload_needs_data(destinations=target.destinations):
         data = None  # parsed to be checked; not held through the sends when no destination needs it
     external_id = request.headers.get(EVENT_ID_HEADER) or None
@@ -94,6 +96,12 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
         outcome = event_ingest(target=target, body=body, text=text, data=data, external_id=external_id)
     except AccountBusy:
         return _too_many_requests(retry_after=ACCOUNT_BUSY_RETRY_AFTER_SECONDS)
+    except EventIdConflict:
+        return ingest_error(
+            status=409,
+            message="Conflict",
+            error=f"{EVENT_ID_HEADER} {external_id} was already used with a different body.",
+        )
     return JsonResponse(
         {
             "success": True,
@@ -147,16 +155,30 @@ class EventViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):
         parameters=[
             OpenApiParameter("all", OpenApiTypes.BOOL, description="Also resend succeeded deliveries.")
         ],
-        responses={200: DeliverySerializer(many=True), 202: DeliverySerializer(many=True)},
+        responses={
+            200: OpenApiResponse(
+                DeliverySerializer(many=True),
+                description="Sync mode: the deliveries sent again, each with its new outcome (an empty "
+                "list when none was to be sent).",
+            ),
+            202: OpenApiResponse(
+                DeliverySerializer(many=True),
+                description="Queue mode: the deliveries to send again, pending and due now, for the workers.",
+            ),
+            400: OpenApiResponse(FIELD_ERRORS, description="?all= is not a boolean."),
+        },
     )
     @action(detail=True, methods=["post"], pagination_class=None)
     def redeliver(self, request, event_id=None):
         """Send the event's deliveries that have not succeeded again (all of them with ?all=true),
         except any being sent right now. Sync mode: sent now, 200 with their new outcome. Queue mode:
         202 with them pending, due now, for the workers."""
-        include_succeeded = serializers.BooleanField().to_internal_value(
-            request.query_params.get("all", "false")
-        )
+        try:
+            include_succeeded = serializers.BooleanField().to_internal_value(
+                request.query_params.get("all", "false")
+            )
+        except serializers.ValidationError as err:
+            raise serializers.ValidationError({"all": err.detail}) from err
         deliveries = event_redeliver(event=self.get_object(), include_succeeded=include_succeeded)
         return Response(DeliverySerializer(deliveries, many=True).data, status=_sent_status())
 
@@ -179,7 +201,13 @@ class DeliveryViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         request=None,
         filters=False,
-        responses={200: DeliveryDetailSerializer, 202: DeliveryDetailSerializer, 409: OpenApiTypes.OBJECT},
+        responses={
+            200: OpenApiResponse(DeliveryDetailSerializer, description="Sync mode: sent, with its attempt."),
+            202: OpenApiResponse(DeliveryDetailSerializer, description="Queue mode: pending, due now."),
+            409: OpenApiResponse(
+                DETAIL, description="It is being sent right now, or its destination was deleted."
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, delivery_id=None):

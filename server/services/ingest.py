@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from datapusher.sql import objects_insert
@@ -18,6 +19,10 @@ from server.services.dispatch import deliveries_hand_over, queue_mode
 
 class AccountBusy(Exception):
     """The account already has its share of ingests waiting on destinations in this process."""
+
+
+class EventIdConflict(Exception):
+    """The account already used this CL-X-EVENT-ID for an event with a different body."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,9 @@ def event_ingest(
     run now, at once; their outcomes are written in one more transaction. Queue mode: they are
     handed to the broker once the transaction commits (bounded; the dispatcher publishes what could
     not be). With an `external_id` already used by this account nothing is stored or sent: the
-    first event's outcome is returned with `duplicate=True` (a unique constraint decides, so two
-    concurrent requests cannot both deliver). A destination deleted while the event is stored is
+    first event's outcome is returned with `duplicate=True` when the body is the same, byte for byte
+    (a unique constraint decides, so two concurrent requests cannot both deliver), and
+    EventIdConflict is raised when it differs. A destination deleted while the event is stored is
     left out (the event is stored again without it).
 
     Raises AccountBusy, storing nothing, when a sync-mode ingest would have to wait for the account's
@@ -114,8 +120,10 @@ def _event_ingest(
             break
         except IntegrityError:
             if external_id is not None:
-                first = Event.objects.filter(account_id=target.account_id, external_id=external_id).first()
+                first = _event_with_id(account_id=target.account_id, external_id=external_id, text=text)
                 if first is not None:
+                    if not first.same_body:
+                        raise EventIdConflict from None
                     return IngestOutcome(event=first, deliveries=list(first.deliveries.all()), duplicate=True)
             # A destination was deleted meanwhile: store the event for those that are left.
             target = ingest_target_get(account_id=target.account_id)
@@ -126,3 +134,15 @@ def _event_ingest(
             deliveries=deliveries, lease_id=lease_id, payloads={event.event_id: (body, data)}, processed=event
         )
     return IngestOutcome(event=event, deliveries=deliveries, duplicate=False, queued=queued)
+
+
+def _event_with_id(*, account_id: uuid.UUID, external_id: str, text: str) -> Event | None:
+    """The account's event with this CL-X-EVENT-ID, if any, without its body: the database compares
+    the stored body with `text` (`same_body`). The body is stored as the request's bytes decoded
+    from UTF-8, so equal text is an equal body, byte for byte."""
+    return (
+        Event.objects.filter(account_id=account_id, external_id=external_id)
+        .defer("body")
+        .annotate(same_body=ExpressionWrapper(Q(body=text), output_field=BooleanField()))
+        .first()
+    )

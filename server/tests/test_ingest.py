@@ -122,29 +122,39 @@ def test_ingest_needs_no_user_session_or_csrf(account):
 # --- 3. Body -----------------------------------------------------------------------------------
 
 
+JSON = "application/json"
+NOT_JSON = "The body is not valid JSON: "
+NOT_AN_OBJECT = "The body must be a JSON object, not "
+NOT_JSON_TYPE = "Content-Type must be application/json, not "
+NOT_UTF8 = "The body is not UTF-8: "
+FORM = "application/x-www-form-urlencoded"
+BOM = "\ufeff".encode()
+AT_1_1, AT_1_2 = "line 1 column 1 (char 0).", "line 1 column 2 (char 1)."
+
+
 @pytest.mark.parametrize(
-    ("body", "content_type"),
+    ("body", "content_type", "error"),
     [
-        (b"", "application/json"),
-        (b"{not json", "application/json"),
-        (b"[1, 2]", "application/json"),
-        (b'"text"', "application/json"),
-        (b"42", "application/json"),
-        (b"null", "application/json"),
-        (b"true", "application/json"),
-        (b"a=1&b=2", "application/x-www-form-urlencoded"),
-        (b'{"a": 1}', "application/x-www-form-urlencoded"),
-        (b'{"a": 1}', "multipart/form-data; boundary=x"),
-        (b'{"a": 1}', "text/plain"),
-        ('{"a": "é"}'.encode("utf-16"), "application/json"),
-        ('{"a": "é"}'.encode("latin-1"), "application/json"),
-        (b'{"a": "x"}', "application/json; charset=latin-1"),
-        (b'\xef\xbb\xbf{"a": 1}', "application/json"),
-        (b'{"a": NaN}', "application/json"),
-        (b'{"a": Infinity}', "application/json"),
-        (b'{"a": 1e999}', "application/json"),
-        (b'{"a": "\\ud800"}', "application/json"),
-        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json"),
+        (b"", JSON, "The body is empty: send a JSON object."),
+        (b"{not json", JSON, NOT_JSON + "Expecting property name enclosed in double quotes: " + AT_1_2),
+        (b"[1, 2]", JSON, NOT_AN_OBJECT + "an array."),
+        (b'"text"', JSON, NOT_AN_OBJECT + "a string."),
+        (b"42", JSON, NOT_AN_OBJECT + "a number."),
+        (b"null", JSON, NOT_AN_OBJECT + "null."),
+        (b"true", JSON, NOT_AN_OBJECT + "a boolean."),
+        (b"a=1&b=2", FORM, NOT_JSON_TYPE + FORM + "."),
+        (b'{"a": 1}', FORM, NOT_JSON_TYPE + FORM + "."),
+        (b'{"a": 1}', "multipart/form-data; boundary=x", NOT_JSON_TYPE + "multipart/form-data."),
+        (b'{"a": 1}', "text/plain", NOT_JSON_TYPE + "text/plain."),
+        ('{"a": "é"}'.encode("utf-16"), JSON, NOT_UTF8 + "invalid start byte at byte 0."),
+        ('{"a": "é"}'.encode("latin-1"), JSON, NOT_UTF8 + "invalid continuation byte at byte 7."),
+        (b'{"a": "x"}', JSON + "; charset=latin-1", "The body must be UTF-8, not charset=latin-1."),
+        (BOM + b'{"a": 1}', JSON, NOT_JSON + "Unexpected UTF-8 BOM (decode using utf-8-sig): " + AT_1_1),
+        (b'{"a": NaN}', JSON, NOT_JSON + "NaN is not a JSON value."),
+        (b'{"a": Infinity}', JSON, NOT_JSON + "Infinity is not a JSON value."),
+        (b'{"a": 1e999}', JSON, NOT_JSON + "the number 1e999 is out of range."),
+        (b'{"a": "\\ud800"}', JSON, NOT_JSON + "it escapes a lone surrogate (not text)."),
+        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", JSON, NOT_JSON + "it is nested too deeply."),
     ],
     ids=[
         "empty",
@@ -169,12 +179,13 @@ def test_ingest_needs_no_user_session_or_csrf(account):
         "nested-too-deep",
     ],
 )
-def test_body_that_is_not_a_json_object_is_400(client, account, mocked, body, content_type):
-    """Anything but a UTF-8 JSON object is 400 Invalid Data, and nothing is delivered."""
+def test_body_that_is_not_a_json_object_is_400_saying_why(client, account, mocked, body, content_type, error):
+    """Anything but a UTF-8 JSON object is 400 Invalid Data with an error saying why; nothing is sent."""
     DestinationFactory(account=account)
     response = ingest(client, account, body, content_type=content_type)
-    assert (response.status_code, response.json()) == (400, INVALID_DATA)
+    assert (response.status_code, response.json()) == (400, {**INVALID_DATA, "error": error})
     assert len(mocked.calls) == 0
+    assert Event.objects.count() == 0
 
 
 def test_body_over_the_size_limit_is_413(client, account, settings):

@@ -164,9 +164,20 @@ def test_redelivery_to_a_get_destination_sends_the_same_query_as_the_first_attem
 
 
 def test_redeliver_rejects_a_malformed_all_flag(api_client, pushed):
-    """?all=maybe is a 400, not a guess."""
+    """?all=maybe is a 400 naming the parameter, not a guess."""
     response = api_client.post(f"/api/events/{pushed['answer']['event_id']}/redeliver/?all=maybe")
-    assert response.status_code == 400
+    assert (response.status_code, response.json()) == (400, {"all": ["Must be a valid boolean."]})
+
+
+def test_redeliver_with_nothing_to_send_is_an_empty_list(client, api_client, mocked):
+    """Every delivery succeeded: 200 [] and nothing sent."""
+    account = AccountFactory()
+    DestinationFactory(account=account, url="https://ok.example.com/")
+    mocked.post("https://ok.example.com/")
+    answer = ingest(client, account).json()
+    response = api_client.post(f"/api/events/{answer['event_id']}/redeliver/")
+    assert (response.status_code, response.json()) == (200, [])
+    assert len(mocked.calls) == 1
 
 
 def test_retry_sends_one_delivery_again(api_client, pushed, mocked):
