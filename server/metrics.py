@@ -40,6 +40,7 @@ INGEST_OUTCOMES = {
     400: "invalid",
     401: "unauthorized",
     405: "invalid",
+    409: "conflict",
     411: "invalid",
     413: "too_large",
     429: "rate_limited",

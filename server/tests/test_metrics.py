@@ -66,12 +66,14 @@ def change(before: dict, after: dict, name: str, **labels: str) -> float:
 
 @pytest.mark.django_db(transaction=True)
 def test_ingests_are_counted_by_outcome(client, receiver):
-    """One accepted, two invalid (a bad body, a GET), one over the account's limit, one bad token."""
-    account = AccountFactory(rate_limit="2/hour")
+    """One accepted, two invalid (a bad body, a GET), one reused event id with another body, one
+    over the account's limit, one bad token."""
+    account = AccountFactory(rate_limit="3/hour")
     DestinationFactory(account=account, url=f"{receiver.url}/in")
     before = scrape(client)
-    assert ingest(client, account).status_code == 200
+    assert ingest(client, account, event_id="once").status_code == 200
     assert ingest(client, account, b"[1]").status_code == 400
+    assert ingest(client, account, b'{"other": 1}', event_id="once").status_code == 409
     assert ingest(client, account).status_code == 429
     assert (
         client.post(
@@ -83,11 +85,20 @@ def test_ingests_are_counted_by_outcome(client, receiver):
     after = scrape(client)
     changes = {
         outcome: change(before, after, INGESTS, outcome=outcome)
-        for outcome in ("accepted", "invalid", "rate_limited", "unauthorized", "too_large", "error")
+        for outcome in (
+            "accepted",
+            "invalid",
+            "conflict",
+            "rate_limited",
+            "unauthorized",
+            "too_large",
+            "error",
+        )
     }
     assert changes == {
         "accepted": 1,
         "invalid": 2,
+        "conflict": 1,
         "rate_limited": 1,
         "unauthorized": 1,
         "too_large": 0,
