@@ -9,10 +9,7 @@ from django.utils.html import format_html, format_html_join
 
 from accounts.models import Account, AccountMember
 from accounts.services import account_rotate_token
-from destinations.addresses import url_without_credentials
 from destinations.models import Destination
-from server.models import Delivery, Event
-from server.services.ingest import AccountBusy, IngestOutcome, event_send_test
 
 
 class AuthoredAdmin(admin.ModelAdmin):
@@ -59,9 +56,10 @@ def autocomplete_filter(title: str, field_path: str) -> type[admin.SimpleListFil
     return Filter
 
 
-def changelist_link(model, label: str, **filters: object) -> str:
-    """A link to the model's admin list, filtered by `filters` (query parameters)."""
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+def changelist_link(model: str, label: str, **filters: object) -> str:
+    """A link to the admin list of `model` ("app_label.model_name": by name, so that an app may
+    link to one it does not depend on), filtered by `filters` (query parameters)."""
+    url = reverse(f"admin:{model.replace('.', '_')}_changelist")
     query = "&".join(f"{name}={value}" for name, value in filters.items())
     return format_html('<a href="{}?{}">{}</a>', url, query, label)
 
@@ -80,25 +78,6 @@ def _show_token_once(request: HttpRequest, account: Account) -> None:
         f"The app secret token of {account.account_name} is {account.app_secret_token} — copy it now: "
         "it is kept hashed and shown only this once.",
     )
-
-
-def test_event_message(*, account: Account, outcome: IngestOutcome) -> tuple[str, int]:
-    """The message after a test event, with one result per destination, and its level."""
-    results = [
-        f"{d.http_method} {url_without_credentials(d.url)} — {d.status}"
-        + (f", HTTP {d.last_status_code}" if d.last_status_code is not None else "")
-        + (f" in {d.duration_ms} ms" if d.duration_ms is not None else "")
-        + (f": {d.error}" if d.error and d.status != Delivery.Status.SUCCEEDED else "")
-        for d in outcome.deliveries
-    ]
-    event = f"Test event {outcome.event.event_id} of {account.account_name}"
-    if not results:
-        return f"{event} stored; the account has no destination, so nothing was sent.", messages.WARNING
-    verb = "queued for" if outcome.queued else "sent to"
-    where = f"{len(results)} destination{'s' if len(results) > 1 else ''}"
-    message = f"{event} {verb} {where}: " + "; ".join(results) + "."
-    succeeded = all(d.status == Delivery.Status.SUCCEEDED for d in outcome.deliveries)
-    return message, messages.SUCCESS if succeeded or outcome.queued else messages.WARNING
 
 
 class MemberInline(admin.TabularInline):
@@ -132,7 +111,7 @@ class AccountAdmin(AuthoredAdmin):
         "updated_at",
     ]
     inlines = [MemberInline, DestinationInline]
-    actions = ["send_test_event", "rotate_token"]
+    actions = ["rotate_token"]  # server/admin.py adds send_test_event
 
     @admin.display(description="delivery log")
     def log(self, account: Account) -> str:
@@ -142,30 +121,11 @@ class AccountAdmin(AuthoredAdmin):
             " · ",
             "{}",
             [
-                (changelist_link(Destination, "destinations", account__pk__exact=account.pk),),
-                (changelist_link(Event, "events", account__pk__exact=account.pk),),
-                (changelist_link(Delivery, "deliveries", event__account=account.pk),),
+                (changelist_link("destinations.destination", "destinations", account__pk__exact=account.pk),),
+                (changelist_link("server.event", "events", account__pk__exact=account.pk),),
+                (changelist_link("server.delivery", "deliveries", event__account=account.pk),),
             ],
         )
-
-    @admin.action(description="Send a test event", permissions=["change"], location=LIST_AND_PAGE)
-    def send_test_event(self, request: HttpRequest, queryset) -> None:
-        for account in queryset:
-            try:
-                outcome = event_send_test(account=account)
-            except AccountBusy:
-                self.message_user(
-                    request,
-                    f"{account.account_name}: no test event sent — its ingests are at their limit in "
-                    "this process; try again in a second.",
-                    messages.ERROR,
-                )
-                continue
-            except Account.DoesNotExist:
-                gone = f"{account.account_name}: deleted meanwhile; nothing sent."
-                self.message_user(request, gone, messages.ERROR)
-                continue
-            self.message_user(request, *test_event_message(account=account, outcome=outcome))
 
     @admin.action(
         description="Rotate the app secret token (the old one stops working)",

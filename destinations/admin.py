@@ -6,7 +6,6 @@ from accounts.admin import LIST_AND_PAGE, AuthoredAdmin, autocomplete_filter, ch
 from destinations.addresses import url_without_credentials
 from destinations.models import Destination
 from destinations.services import destination_rotate_secret
-from server.models import Delivery
 
 
 def _show_signing_secrets(request: HttpRequest, destination: Destination) -> None:
@@ -43,7 +42,7 @@ class DestinationAdmin(AuthoredAdmin):
     def deliveries(self, destination: Destination) -> str:
         if destination.pk is None:
             return "-"
-        return changelist_link(Delivery, "deliveries", destination__pk__exact=destination.pk)
+        return changelist_link("server.delivery", "deliveries", destination__pk__exact=destination.pk)
 
     @admin.action(description="Show the signing secret", permissions=["change"], location=LIST_AND_PAGE)
     def show_secret(self, request: HttpRequest, queryset) -> None:

@@ -1,4 +1,5 @@
 import json
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from django.utils import timezone
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery, Event
+from server.services.delivery import bulkhead
 from server.services.ingest import TEST_EVENT
 
 pytestmark = pytest.mark.django_db
@@ -146,13 +148,17 @@ def _rows(count):
 
 
 @pytest.mark.parametrize("rows", [1, 50])
-@pytest.mark.parametrize("url", [EVENTS, DELIVERIES, ATTEMPTS, ACCOUNTS, DESTINATIONS])
-def test_changelists_make_no_query_per_row(admin_client, django_assert_max_num_queries, rows, url):
+@pytest.mark.parametrize(
+    ("url", "queries"),
+    # session, user, count, page; the events' deliveries; the date hierarchy's two.
+    [(EVENTS, 7), (DELIVERIES, 6), (ATTEMPTS, 6), (ACCOUNTS, 5), (DESTINATIONS, 5)],
+)
+def test_changelists_make_no_query_per_row(admin_client, django_assert_max_num_queries, rows, url, queries):
     """Each list page costs the same few queries for 1 row as for 50."""
     _rows(rows)
     for _ in range(rows - 1):
         DestinationFactory()
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(queries):
         response = admin_client.get(url)
     assert response.status_code == 200
     assert response.context["cl"].result_count >= rows
@@ -348,3 +354,45 @@ def test_send_test_event_says_when_a_destination_failed_and_when_there_is_none(a
             "destination, so nothing was sent.",
         ]
     )
+
+
+def test_send_test_event_in_queue_mode_says_it_was_queued(admin_client, receiver, settings, monkeypatch):
+    """In queue mode the test event is stored, its delivery pending for the workers, as the message says."""
+    settings.DATAPUSHER_DELIVERY_MODE = "queue"
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"
+    monkeypatch.setattr("server.broker.accepting", lambda: False)  # the dispatcher publishes it
+    destination = DestinationFactory(url=receiver.url)
+    [shown] = run_action(admin_client, ACCOUNTS, "send_test_event", [destination.account])
+    event = Event.objects.get(account=destination.account)
+    assert shown == (
+        f"Test event {event.event_id} of {destination.account.account_name} queued for 1 destination: "
+        f"POST {receiver.url} — pending."
+    )
+    assert receiver.requests == []
+
+
+def test_send_test_event_when_the_account_is_busy_says_to_try_again(admin_client, settings):
+    """An account at its share of waiting ingests gets no test event, and the operator is told why."""
+    settings.DATAPUSHER_ACCOUNT_CONCURRENCY = 1
+    account = DestinationFactory().account
+    account.account_name = "Busy"
+    account.save(update_fields=["account_name"])
+    holding, release = threading.Event(), threading.Event()
+
+    def another_ingest_waiting():
+        with bulkhead.hold(account.pk):
+            holding.set()
+            release.wait(10)
+
+    waiting = threading.Thread(target=another_ingest_waiting)
+    waiting.start()
+    try:
+        assert holding.wait(10)
+        shown = run_action(admin_client, ACCOUNTS, "send_test_event", [account])
+    finally:
+        release.set()
+        waiting.join()
+    assert shown == [
+        "Busy: no test event sent — its ingests are at their limit in this process; try again in a second."
+    ]
+    assert not Event.objects.exists()
