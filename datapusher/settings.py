@@ -265,6 +265,8 @@ DATAPUSHER_RATE_LIMIT_STORAGE = REDIS_URL or "memory://"
 # broker, send at most DATAPUSHER_ADMIN_SEND_CONCURRENCY at once and start no send that could not
 # end within DATAPUSHER_ADMIN_ACTION_SECONDS of the action's start (well inside gunicorn's 60 s).
 INSTALLED_APPS += ["admin_auto_filters"]
+# Its messages may carry a token or secret shown once: kept in the session, not in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 FORMAT_MODULE_PATH = ["datapusher.formats"]
 DATAPUSHER_ADMIN_SEND_CONCURRENCY = env.int("DATAPUSHER_ADMIN_SEND_CONCURRENCY", default=16)
 DATAPUSHER_ADMIN_ACTION_SECONDS = env.float("DATAPUSHER_ADMIN_ACTION_SECONDS", default=40.0)

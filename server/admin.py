@@ -163,6 +163,9 @@ class DeliveryInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("destination")
+
     @admin.display(description="sent to")
     def target(self, delivery: Delivery) -> str:
         return _sent_to(delivery)

@@ -50,3 +50,13 @@ def test_destination_page_links_to_its_account_and_deliveries(admin_client):
     assert f"/admin/accounts/account/{destination.account_id}/change/" in listed
     page = admin_client.get(f"{DESTINATIONS}{destination.pk}/change/").content.decode()
     assert f"/admin/server/delivery/?destination__pk__exact={destination.pk}" in page
+
+
+def test_a_secret_shown_once_never_travels_in_a_cookie(admin_client):
+    """The message that shows a secret is kept in the session: no cookie carries it to the browser."""
+    destination = DestinationFactory()
+    chosen = {"action": "show_secret", "_selected_action": [destination.pk]}
+    response = admin_client.post(DESTINATIONS, chosen)
+    assert response.status_code == 302
+    assert all(destination.signing_secret not in cookie.value for cookie in response.cookies.values())
+    assert "messages" not in response.cookies

@@ -184,6 +184,37 @@ def test_no_token_or_secret_on_any_list_page(admin_client):
         assert [s for s in secrets if s in html] == []
 
 
+def test_event_list_links_to_its_deliveries(admin_client):
+    """An event's row sums up its deliveries by status, linking to them; ?event= lists exactly those."""
+    destination = DestinationFactory()
+    delivery = a_delivery(destination, status="failed")
+    Delivery.objects.create(
+        event=delivery.event,
+        destination=destination,
+        url=destination.url,
+        http_method="POST",
+        status="succeeded",
+    )
+    a_delivery(destination)
+    html = admin_client.get(EVENTS).content.decode()
+    assert f'<a href="{DELIVERIES}?event={delivery.event_id}">1 succeeded, 1 failed</a>' in html
+    response = admin_client.get(DELIVERIES, {"event": str(delivery.event_id)})
+    assert sorted(d.pk for d in listed(response)) == [delivery.pk, delivery.pk + 1]
+    assert admin_client.get(DELIVERIES, {"event": "nope"}).url == f"{DELIVERIES}?e=1"
+
+
+def test_event_page_lists_deliveries_without_a_query_each(admin_client, django_assert_max_num_queries):
+    """An event's page shows 20 deliveries inline with their destinations in a few queries, not one each."""
+    destination = DestinationFactory()
+    delivery = a_delivery(destination)
+    for _ in range(19):
+        other = DestinationFactory(account=destination.account)
+        Delivery.objects.create(event=delivery.event, destination=other, url=other.url, http_method="POST")
+    with django_assert_max_num_queries(8):
+        response = admin_client.get(f"{EVENTS}{delivery.event_id}/change/")
+    assert response.content.decode().count("/admin/destinations/destination/") >= 20
+
+
 def test_delivery_page_links_event_destination_and_account(admin_client):
     """A delivery's page links to its event, its destination and its account."""
     delivery = a_delivery(DestinationFactory())
