@@ -141,6 +141,22 @@ def test_filters_are_autocompletes_not_lists_of_every_row(admin_client):
     assert all(account.account_name not in html for account in accounts)
 
 
+@pytest.mark.parametrize(
+    ("model_name", "field_name", "term"), [("event", "account", "acme"), ("delivery", "destination", "acme")]
+)
+def test_filter_autocompletes_search_accounts_and_destinations(admin_client, model_name, field_name, term):
+    """The filters' autocomplete answers the rows matching what was typed, and only those."""
+    acme = DestinationFactory(url="https://acme.example.com/in", account=AccountFactory(account_name="Acme"))
+    DestinationFactory(url="https://other.example.com/in", account=AccountFactory(account_name="Other"))
+    response = admin_client.get(
+        "/admin/admin-autocomplete/",
+        {"app_label": "server", "model_name": model_name, "field_name": field_name, "term": term},
+    )
+    assert response.status_code == 200
+    expected = acme.account if field_name == "account" else acme
+    assert response.json()["results"] == [{"id": str(expected.pk), "text": str(expected)}]
+
+
 def _rows(count):
     destination = DestinationFactory()
     for _ in range(count):
