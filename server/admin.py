@@ -72,7 +72,7 @@ def resend_message(resend: Resend) -> tuple[str, int]:
     return message, messages.SUCCESS if all_well and not resend.skipped else messages.WARNING
 
 
-def test_event_message(*, account: Account, outcome: IngestOutcome) -> tuple[str, int]:
+def message_after_test_event(*, account: Account, outcome: IngestOutcome) -> tuple[str, int]:
     """The message after a test event, with one result per destination, and its level."""
     results = [
         f"{_sent_to(d)} — {d.status}"
@@ -345,7 +345,7 @@ class AccountConsoleAdmin(AccountAdmin):
                 gone = f"{account.account_name}: deleted meanwhile; nothing sent."
                 self.message_user(request, gone, messages.ERROR)
                 continue
-            self.message_user(request, *test_event_message(account=account, outcome=outcome))
+            self.message_user(request, *message_after_test_event(account=account, outcome=outcome))
 
 
 admin.site.unregister(Account)
