@@ -278,3 +278,18 @@ DATAPUSHER_READY_TIMEOUT = env.float("DATAPUSHER_READY_TIMEOUT", default=2.0)
 if DATAPUSHER_READY_TIMEOUT <= 0:
     raise ImproperlyConfigured("DATAPUSHER_READY_TIMEOUT must be greater than 0.")
 DATAPUSHER_METRICS_TOKEN = env.str("DATAPUSHER_METRICS_TOKEN", default="")
+
+# The operator console (the Django admin, docs/admin.md): list filters by account and destination
+# are autocompletes; times show seconds (datapusher/formats). Its redeliver/retry actions, without a
+# broker, send at most DATAPUSHER_ADMIN_SEND_CONCURRENCY at once and start no send that could not
+# end within DATAPUSHER_ADMIN_ACTION_SECONDS of the action's start (well inside gunicorn's 60 s).
+INSTALLED_APPS += ["admin_auto_filters"]
+# Its messages may carry a token or secret shown once: kept in the session, not in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+FORMAT_MODULE_PATH = ["datapusher.formats"]
+DATAPUSHER_ADMIN_SEND_CONCURRENCY = env.int("DATAPUSHER_ADMIN_SEND_CONCURRENCY", default=16)
+DATAPUSHER_ADMIN_ACTION_SECONDS = env.float("DATAPUSHER_ADMIN_ACTION_SECONDS", default=40.0)
+if DATAPUSHER_ADMIN_SEND_CONCURRENCY < 1 or DATAPUSHER_ADMIN_ACTION_SECONDS <= 0:
+    raise ImproperlyConfigured(
+        "DATAPUSHER_ADMIN_SEND_CONCURRENCY must be at least 1 and DATAPUSHER_ADMIN_ACTION_SECONDS above 0."
+    )

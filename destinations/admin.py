@@ -1,14 +1,60 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.utils import timezone
 
-from accounts.admin import AuthoredAdmin
+from accounts.admin import LIST_AND_PAGE, AuthoredAdmin, autocomplete_filter, change_link, changelist_link
+from destinations.addresses import url_without_credentials
 from destinations.models import Destination
+from destinations.services import destination_rotate_secret
+
+
+def _show_signing_secrets(request: HttpRequest, destination: Destination) -> None:
+    """The destination's signing secret (and the one it replaced while that still signs), in the
+    message of this answer only: the change page and the lists never show them."""
+    message = f"The signing secret of {destination} is {destination.signing_secret}"
+    previous = destination.signing_secrets(now=timezone.now())[1:]
+    if previous:
+        expires = destination.previous_secret_expires_at.isoformat(timespec="seconds")
+        message += f"; deliveries are also signed with the previous one, {previous[0]}, until {expires}"
+    messages.warning(request, message + ".")
 
 
 @admin.register(Destination)
 class DestinationAdmin(AuthoredAdmin):
-    list_display = ["url", "http_method", "account", "created_at"]
-    list_filter = ["http_method"]
+    list_display = ["target", "account_link", "created_at", "deliveries"]
+    list_display_links = ["target"]
+    list_filter = ["http_method", autocomplete_filter("account", "account")]
     list_select_related = ["account"]
     search_fields = ["url", "account__email", "account__account_name"]
     autocomplete_fields = ["account"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["deliveries", "created_at", "updated_at"]
+    actions = ["rotate_secret", "show_secret"]
+
+    @admin.display(description="destination", ordering="url")
+    def target(self, destination: Destination) -> str:
+        return f"{destination.http_method} {url_without_credentials(destination.url)}"
+
+    @admin.display(description="account", ordering="account__account_name")
+    def account_link(self, destination: Destination) -> str:
+        return change_link(destination.account, destination.account.account_name)
+
+    @admin.display(description="delivery log")
+    def deliveries(self, destination: Destination) -> str:
+        if destination.pk is None:
+            return "-"
+        return changelist_link("server.delivery", "deliveries", destination__pk__exact=destination.pk)
+
+    @admin.action(description="Show the signing secret", permissions=["change"], location=LIST_AND_PAGE)
+    def show_secret(self, request: HttpRequest, queryset) -> None:
+        for destination in queryset:
+            _show_signing_secrets(request, destination)
+
+    @admin.action(
+        description="Rotate the signing secret (the old one signs for the overlap)",
+        permissions=["change"],
+        location=LIST_AND_PAGE,
+    )
+    def rotate_secret(self, request: HttpRequest, queryset) -> None:
+        for destination in queryset:
+            rotated = destination_rotate_secret(destination=destination, by=request.user)
+            _show_signing_secrets(request, rotated)

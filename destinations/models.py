@@ -4,6 +4,7 @@ from django.db import models
 
 from accounts.models import Account, Authored
 from datapusher.validators import http_url_validator
+from destinations.addresses import url_without_credentials
 from destinations.signing import generate_signing_secret
 from destinations.validators import validate_destination_address, validate_headers
 
@@ -35,7 +36,8 @@ class Destination(Authored):
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"{self.http_method} {self.url}"
+        # Shown in the admin's lists and pickers: no credential the URL may hold.
+        return f"{self.http_method} {url_without_credentials(self.url)}"
 
     def signing_secrets(self, *, now: datetime) -> list[str]:
         """The secrets deliveries are signed with at `now`: the current one, then the previous one

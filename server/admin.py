@@ -1,8 +1,144 @@
-from django.contrib import admin, messages
+"""The delivery log in the operator console: events, deliveries and attempts, read-only, newest
+first, with redeliver/retry actions (docs/admin.md)."""
 
+import uuid
+
+from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.http import HttpRequest
+from django.utils.text import Truncator
+
+from accounts.admin import LIST_AND_PAGE, AccountAdmin, autocomplete_filter, change_link, changelist_link
+from accounts.models import Account
+from destinations.addresses import url_without_credentials
 from server.models import Attempt, Delivery, Event
-from server.services.dispatch import queue_mode
-from server.services.log import deliveries_redeliver
+from server.services.ingest import AccountBusy, IngestOutcome, event_send_test
+from server.services.log import Resend, deliveries_resend
+
+ERROR_EXCERPT_CHARS = 60
+
+
+def _short_id(value: uuid.UUID) -> str:
+    """The first 8 hex digits: enough to tell rows apart on a page (the full id is on its page)."""
+    return str(value)[:8]
+
+
+def _excerpt(text: str) -> str:
+    return Truncator(text).chars(ERROR_EXCERPT_CHARS) or "-"
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _term_uuid(term: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(term)
+    except ValueError:
+        return None
+
+
+def _sent_to(delivery: Delivery) -> str:
+    return f"{delivery.http_method} {url_without_credentials(delivery.url)}"
+
+
+def resend_message(resend: Resend) -> tuple[str, int]:
+    """What a redeliver/retry action tells the operator (and its level): how many were sent, how
+    many of those succeeded and failed (or that they were queued), how many skipped and why."""
+    if not resend.selected:
+        return "Nothing to send: the selection has no deliveries.", messages.WARNING
+    taken = resend.taken
+    selected = _plural(resend.selected, "selected delivery", "selected deliveries")
+    of_selected = f"{len(taken)} of the {selected}"
+    if resend.queued:
+        message = f"Queued {of_selected} for the workers."
+        all_well = True
+    else:
+        by_status = {status: sum(d.status == status for d in taken) for status in Delivery.Status}
+        message = (
+            f"Sent {of_selected}: {by_status[Delivery.Status.SUCCEEDED]} succeeded, "
+            f"{by_status[Delivery.Status.FAILED]} failed"
+        )
+        if by_status[Delivery.Status.PENDING]:
+            message += (
+                f", {by_status[Delivery.Status.PENDING]} not started (this process is at its delivery "
+                "limit; they stay pending)"
+            )
+        message += "."
+        all_well = by_status[Delivery.Status.SUCCEEDED] == len(taken)
+    if resend.skipped:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(resend.skipped.items()))
+        message += f" {resend.skipped.total()} skipped: {reasons}."
+    return message, messages.SUCCESS if all_well and not resend.skipped else messages.WARNING
+
+
+def message_after_test_event(*, account: Account, outcome: IngestOutcome) -> tuple[str, int]:
+    """The message after a test event, with one result per destination, and its level."""
+    results = [
+        f"{_sent_to(d)} — {d.status}"
+        + (f", HTTP {d.last_status_code}" if d.last_status_code is not None else "")
+        + (f" in {d.duration_ms} ms" if d.duration_ms is not None else "")
+        + (f": {d.error}" if d.error and d.status != Delivery.Status.SUCCEEDED else "")
+        for d in outcome.deliveries
+    ]
+    event = f"Test event {outcome.event.event_id} of {account.account_name}"
+    if not results:
+        return f"{event} stored; the account has no destination, so nothing was sent.", messages.WARNING
+    verb = "queued for" if outcome.queued else "sent to"
+    where = f"{len(results)} destination{'s' if len(results) > 1 else ''}"
+    message = f"{event} {verb} {where}: " + "; ".join(results) + "."
+    succeeded = all(d.status == Delivery.Status.SUCCEEDED for d in outcome.deliveries)
+    return message, messages.SUCCESS if succeeded or outcome.queued else messages.WARNING
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The log is written by the delivery engine only. Its search takes one exact id (search_by_id)
+    or else one exact text (search_by_text; None: nothing matches), so that it stays on indexes."""
+
+    show_full_result_count = False  # a second COUNT(*) of a large table on every filtered page
+    show_facets = admin.ShowFacets.NEVER  # a COUNT per filter choice over the whole table
+
+    def search_by_id(self, term: uuid.UUID) -> Q:
+        raise NotImplementedError
+
+    def search_by_text(self, term: str) -> Q | None:
+        return None
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        as_id = _term_uuid(term)
+        condition = self.search_by_text(term) if as_id is None else self.search_by_id(as_id)
+        return (queryset.none() if condition is None else queryset.filter(condition)), False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ResendAdmin(ReadOnlyAdmin):
+    """Redeliver (all selected) and retry (those not succeeded) actions over the deliveries that
+    `deliveries_of` selects, on the list and on the change page."""
+
+    actions = ["redeliver", "retry_failed"]
+
+    def deliveries_of(self, queryset: QuerySet) -> QuerySet[Delivery]:
+        raise NotImplementedError
+
+    def _resend(self, request: HttpRequest, queryset: QuerySet, *, failed_only: bool) -> None:
+        resend = deliveries_resend(deliveries=self.deliveries_of(queryset), failed_only=failed_only)
+        self.message_user(request, *resend_message(resend))
+
+    @admin.action(description="Redeliver now (succeeded ones too)", location=LIST_AND_PAGE)
+    def redeliver(self, request, queryset):
+        self._resend(request, queryset, failed_only=False)
+
+    @admin.action(description="Retry now those not succeeded", location=LIST_AND_PAGE)
+    def retry_failed(self, request, queryset):
+        self._resend(request, queryset, failed_only=True)
 
 
 class AttemptInline(admin.TabularInline):
@@ -21,54 +157,196 @@ class DeliveryInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["destination", "url", "http_method", "status", "attempt_count", "last_status_code", "error"]
+    fields = ["destination", "target", "status", "attempt_count", "last_status_code", "error"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("destination")
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """The log is written by the delivery engine only."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+    @admin.display(description="sent to")
+    def target(self, delivery: Delivery) -> str:
+        return _sent_to(delivery)
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "account", "external_id", "received_at", "processed_at"]
-    list_filter = ["received_at", "account"]
+class EventAdmin(ResendAdmin):
+    list_display = [
+        "short_id",
+        "account_link",
+        "external_id",
+        "deliveries_summary",
+        "received_at",
+        "processed_at",
+    ]
+    list_filter = [autocomplete_filter("account", "account")]
     list_select_related = ["account"]
-    search_fields = ["event_id", "external_id", "account__email"]
+    date_hierarchy = "received_at"
+    ordering = ["-received_at"]
+    search_fields = ["event_id"]  # shows the search box; get_search_results decides
+    search_help_text = "An event id, a delivery id, or the sender's CL-X-EVENT-ID (exact)."
+    fields = ["event_id", "account", "external_id", "body", "received_at", "processed_at"]
     inlines = [DeliveryInline]
+
+    def get_queryset(self, request):
+        statuses = Delivery.objects.only("id", "event_id", "status").order_by()
+        return super().get_queryset(request).prefetch_related(Prefetch("deliveries", queryset=statuses))
+
+    def search_by_id(self, term):
+        return Q(event_id=term) | Exists(Delivery.objects.filter(event=OuterRef("pk"), delivery_id=term))
+
+    def search_by_text(self, term):
+        return Q(external_id=term)
+
+    def deliveries_of(self, queryset):
+        return Delivery.objects.filter(event__in=queryset.values("pk"))
+
+    @admin.display(description="event", ordering="event_id")
+    def short_id(self, event: Event) -> str:
+        return _short_id(event.event_id)
+
+    @admin.display(description="account", ordering="account__account_name")
+    def account_link(self, event: Event) -> str:
+        return change_link(event.account, event.account.account_name)
+
+    @admin.display(description="deliveries")
+    def deliveries_summary(self, event: Event) -> str:
+        deliveries = list(event.deliveries.all())
+        if not deliveries:
+            return "none"
+        counts = {status: sum(d.status == status for d in deliveries) for status in Delivery.Status}
+        summary = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
+        return changelist_link("server.delivery", summary, event=event.event_id)
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdmin):
+class DeliveryAdmin(ResendAdmin):
     list_display = [
+        "short_id",
+        "status",
+        "last_status_code",
+        "duration_ms",
+        "error_excerpt",
+        "destination_link",
+        "event_link",
+        "attempt_count",
+        "created_at",
+    ]
+    list_filter = [
+        "status",
+        autocomplete_filter("account", "event__account"),
+        autocomplete_filter("destination", "destination"),
+    ]
+    list_select_related = ["destination"]
+    date_hierarchy = "created_at"
+    ordering = ["-id"]
+    search_fields = ["delivery_id"]  # shows the search box; get_search_results decides
+    search_help_text = "A delivery id, an event id, or the sender's CL-X-EVENT-ID (exact)."
+    fields = [
         "delivery_id",
-        "url",
-        "http_method",
+        "event",
+        "account_link",
+        "destination",
+        "target",
         "status",
         "attempt_count",
         "last_status_code",
+        "duration_ms",
+        "error",
         "created_at",
+        "processed_at",
+        "next_attempt_at",
     ]
-    list_filter = ["status", "created_at", "event__account", "destination"]
-    search_fields = ["delivery_id", "url"]
+    readonly_fields = ["account_link", "target"]
     inlines = [AttemptInline]
-    actions = ["redeliver"]
 
-    @admin.action(description="Redeliver the selected deliveries now")
-    def redeliver(self, request, queryset):
-        selected = queryset.count()
-        sent = deliveries_redeliver(deliveries=queryset)
-        verb = "Queued" if queue_mode() else "Sent"
-        message = f"{verb} {len(sent)} of {selected} selected deliveries again."
-        if len(sent) < selected:
-            message += f" {selected - len(sent)} skipped: being sent right now, or destination deleted."
-        self.message_user(request, message, messages.SUCCESS if sent else messages.WARNING)
+    def search_by_id(self, term):
+        return Q(delivery_id=term) | Q(event_id=term)
+
+    def search_by_text(self, term):
+        return Q(event__external_id=term)
+
+    def deliveries_of(self, queryset):
+        return queryset
+
+    @admin.display(description="delivery", ordering="id")
+    def short_id(self, delivery: Delivery) -> str:
+        return _short_id(delivery.delivery_id)
+
+    @admin.display(description="error")
+    def error_excerpt(self, delivery: Delivery) -> str:
+        return _excerpt(delivery.error)
+
+    @admin.display(description="destination")
+    def destination_link(self, delivery: Delivery) -> str:
+        label = _sent_to(delivery)
+        if delivery.destination is None:
+            return f"{label} (deleted)"
+        return change_link(delivery.destination, label)
+
+    @admin.display(description="event")
+    def event_link(self, delivery: Delivery) -> str:
+        return changelist_link("server.event", _short_id(delivery.event_id), q=delivery.event_id)
+
+    @admin.display(description="account")
+    def account_link(self, delivery: Delivery) -> str:
+        return change_link(delivery.event.account)
+
+    @admin.display(description="sent to")
+    def target(self, delivery: Delivery) -> str:
+        return _sent_to(delivery)
+
+
+@admin.register(Attempt)
+class AttemptAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "delivery_link", "status_code", "duration_ms", "error_excerpt"]
+    list_filter = [autocomplete_filter("destination", "delivery__destination")]
+    list_select_related = ["delivery"]
+    date_hierarchy = "started_at"
+    ordering = ["-id"]
+    search_fields = ["delivery__delivery_id"]  # shows the search box; get_search_results decides
+    search_help_text = "A delivery id or an event id."
+    fields = ["delivery", "started_at", "finished_at", "status_code", "duration_ms", "error", "response_body"]
+
+    def search_by_id(self, term):
+        return Q(delivery__delivery_id=term) | Q(delivery__event_id=term)
+
+    @admin.display(description="delivery")
+    def delivery_link(self, attempt: Attempt) -> str:
+        return change_link(attempt.delivery, _short_id(attempt.delivery.delivery_id))
+
+    @admin.display(description="error")
+    def error_excerpt(self, attempt: Attempt) -> str:
+        return _excerpt(attempt.error)
+
+
+class AccountConsoleAdmin(AccountAdmin):
+    """The account admin (accounts/admin.py) with what needs the delivery engine, which the
+    accounts app does not depend on: sending a test event."""
+
+    actions = ["send_test_event", *AccountAdmin.actions]
+
+    @admin.action(description="Send a test event", permissions=["change"], location=LIST_AND_PAGE)
+    def send_test_event(self, request: HttpRequest, queryset) -> None:
+        for account in queryset:
+            try:
+                outcome = event_send_test(account=account)
+            except AccountBusy:
+                self.message_user(
+                    request,
+                    f"{account.account_name}: no test event sent — its ingests are at their limit in "
+                    "this process; try again in a second.",
+                    messages.ERROR,
+                )
+                continue
+            except Account.DoesNotExist:
+                gone = f"{account.account_name}: deleted meanwhile; nothing sent."
+                self.message_user(request, gone, messages.ERROR)
+                continue
+            self.message_user(request, *message_after_test_event(account=account, outcome=outcome))
+
+
+admin.site.unregister(Account)
+admin.site.register(Account, AccountConsoleAdmin)

@@ -3,6 +3,7 @@ from django.apps import AppConfig
 
 class ServerConfig(AppConfig):
     name = "server"
+    verbose_name = "Delivery log"
 
     def ready(self) -> None:
         from django.contrib import admin

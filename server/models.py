@@ -5,6 +5,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Account
+from destinations.addresses import url_without_credentials
 from destinations.models import Destination
 
 
@@ -90,7 +91,7 @@ class Delivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.http_method} {self.url} ({self.status})"
+        return f"{self.http_method} {url_without_credentials(self.url)} ({self.status})"
 
 
 class Attempt(models.Model):

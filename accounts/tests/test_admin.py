@@ -110,3 +110,34 @@ def test_admin_adds_members_inline_and_records_who_made_what(admin_client, admin
     member = account.members.get()
     assert (member.user, member.role) == (ana, "member")
     assert (account.created_by, account.updated_by, member.created_by, member.updated_by) == (admin_user,) * 4
+
+
+def test_rotate_token_shows_the_new_token_once_and_the_old_one_stops(admin_client, client):
+    """Rotating from the account list shows the new token in that message only; the old token gets 401."""
+    account = AccountFactory(account_name="Rotated")
+    old = account.app_secret_token
+    response = admin_client.post(
+        "/admin/accounts/account/",
+        {"action": "rotate_token", "_selected_action": [str(account.pk)]},
+        follow=True,
+    )
+    [shown] = [str(m) for m in response.context["messages"]]
+    token = re.fullmatch(
+        r"The app secret token of Rotated is ([A-Za-z0-9_-]{43}) — copy it now: "
+        r"it is kept hashed and shown only this once\.",
+        shown,
+    ).group(1)
+    assert token not in admin_client.get("/admin/accounts/account/").content.decode()
+    assert token not in admin_client.get(f"/admin/accounts/account/{account.pk}/change/").content.decode()
+    ingest = {"path": "/server/incoming_data", "data": {}, "content_type": "application/json"}
+    assert client.post(**ingest, headers={"CL-X-TOKEN": old}).status_code == 401
+    assert client.post(**ingest, headers={"CL-X-TOKEN": token}).status_code == 200
+
+
+def test_account_page_links_to_its_log(admin_client):
+    """The account page links to its destinations, events and deliveries, filtered to it."""
+    account = AccountFactory()
+    html = admin_client.get(f"/admin/accounts/account/{account.pk}/change/").content.decode()
+    assert f"/admin/destinations/destination/?account__pk__exact={account.pk}" in html
+    assert f"/admin/server/event/?account__pk__exact={account.pk}" in html
+    assert f"/admin/server/delivery/?event__account={account.pk}" in html

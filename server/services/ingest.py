@@ -1,6 +1,7 @@
 """The ingest: one accepted event in, one delivery per destination of the account out."""
 
 import contextlib
+import json
 import uuid
 from dataclasses import dataclass
 from functools import partial
@@ -10,11 +11,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
+from accounts.models import Account
 from datapusher.sql import objects_insert
 from server.models import Delivery, Event
+from server.payload import payload_parse
 from server.selectors import IngestTarget, ingest_target_get
 from server.services.delivery import bulkhead, deliveries_send, lease_duration
 from server.services.dispatch import deliveries_hand_over, queue_mode
+
+# What the admin's "Send a test event" ingests for an account (docs/admin.md).
+TEST_EVENT = {"data_pusher_test": True, "message": "A test event sent from the Data Pusher admin."}
 
 
 class AccountBusy(Exception):
@@ -146,3 +152,15 @@ def _event_with_id(*, account_id: uuid.UUID, external_id: str, text: str) -> Eve
         .annotate(same_body=ExpressionWrapper(Q(body=text), output_field=BooleanField()))
         .first()
     )
+
+
+def event_send_test(*, account: Account) -> IngestOutcome:
+    """Ingest TEST_EVENT for the account as if its sender had posted it (no CL-X-EVENT-ID, not
+    counted against its rate limit): stored and delivered to each destination like any event.
+    Raises Account.DoesNotExist if the account was deleted, AccountBusy as event_ingest does."""
+    target = ingest_target_get(account_id=account.pk)
+    if target is None:
+        raise Account.DoesNotExist
+    body = json.dumps(TEST_EVENT).encode()
+    text, data = payload_parse(body=body, content_type="application/json", charset=None)
+    return event_ingest(target=target, body=body, text=text, data=data, external_id=None)

@@ -1,13 +1,25 @@
 """The delivery log's write side: sending deliveries again by hand, and retention."""
 
+import itertools
+import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import QuerySet
 
+from server import broker, http
 from server.models import Delivery, Event
-from server.services.delivery import deliveries_claim, deliveries_send, event_payloads
+from server.services.delivery import FAN_OUT_GRACE_SECONDS, deliveries_claim, deliveries_send, event_payloads
 from server.services.dispatch import deliveries_schedule_now, queue_mode
+
+# Why a delivery selected for resending was not sent (Resend.skipped's keys).
+SKIPPED_SUCCEEDED = "had succeeded"
+SKIPPED_DESTINATION_DELETED = "destination deleted"
+SKIPPED_BUSY = "being sent right now"
+SKIPPED_OUT_OF_TIME = "not started: the action's time was up"
 
 
 class DestinationDeleted(Exception):
@@ -23,15 +35,67 @@ def deliveries_redeliver(*, deliveries: QuerySet[Delivery]) -> list[Delivery]:
     now. Each is claimed first: one being sent right now is skipped, as is one whose destination
     was deleted. Queue mode: they become pending and due now, for the workers; sync mode: they are
     sent before this returns, within the usual deadline and limits. Returns those taken, by id."""
+    return _redeliver(deliveries=deliveries, queued=queue_mode())
+
+
+def _redeliver(*, deliveries: QuerySet[Delivery], queued: bool) -> list[Delivery]:
     lease_id = uuid.uuid4()
     claimed = deliveries_claim(deliveries=deliveries.filter(destination__isnull=False), lease_id=lease_id)
-    if queue_mode():
+    if queued:
         deliveries_schedule_now(deliveries=claimed, lease_id=lease_id)
     else:
         deliveries_send(
             deliveries=claimed, lease_id=lease_id, payloads=event_payloads(events={d.event for d in claimed})
         )
     return sorted(claimed, key=lambda d: d.pk)
+
+
+@dataclass(frozen=True)
+class Resend:
+    """What deliveries_resend did: the deliveries it took (with their new outcome when sent here),
+    whether it queued them for the workers, and how many of the others it skipped, by reason."""
+
+    selected: int
+    taken: list[Delivery]
+    queued: bool
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def deliveries_resend(*, deliveries: QuerySet[Delivery], failed_only: bool = False) -> Resend:
+    """Send the given deliveries again on behalf of an operator (the admin's actions), those that
+    have not succeeded only with `failed_only`. With a broker they are queued for the workers, due
+    now. Without one they are sent from here, DATAPUSHER_ADMIN_SEND_CONCURRENCY at once, each
+    within the usual deadline; a group is started only while it can end within
+    DATAPUSHER_ADMIN_ACTION_SECONDS of the start (the first always is), the rest are left as they
+    were. One deleted meanwhile or being sent by someone else is skipped, with its reason."""
+    rows = list(deliveries.order_by("pk").values_list("pk", "status", "destination_id"))
+    skipped: Counter[str] = Counter()
+    candidates = []
+    for pk, status, destination_id in rows:
+        if failed_only and status == Delivery.Status.SUCCEEDED:
+            skipped[SKIPPED_SUCCEEDED] += 1
+        elif destination_id is None:
+            skipped[SKIPPED_DESTINATION_DELETED] += 1
+        else:
+            candidates.append(pk)
+    queued = broker.configured()
+    if queued:
+        taken = _redeliver(deliveries=Delivery.objects.filter(pk__in=candidates), queued=True)
+        tried = len(candidates)
+    else:
+        taken, tried = [], 0
+        started = time.monotonic()
+        longest_group = http.deadline_seconds() + FAN_OUT_GRACE_SECONDS
+        time_up_at = started + settings.DATAPUSHER_ADMIN_ACTION_SECONDS
+        for group in itertools.batched(candidates, settings.DATAPUSHER_ADMIN_SEND_CONCURRENCY, strict=False):
+            if tried and time.monotonic() + longest_group > time_up_at:
+                skipped[SKIPPED_OUT_OF_TIME] += len(candidates) - tried
+                break
+            taken += _redeliver(deliveries=Delivery.objects.filter(pk__in=group), queued=False)
+            tried += len(group)
+    if tried > len(taken):
+        skipped[SKIPPED_BUSY] += tried - len(taken)
+    return Resend(selected=len(rows), taken=taken, queued=queued, skipped=skipped)
 
 
 def event_redeliver(*, event: Event, include_succeeded: bool = False) -> list[Delivery]:

@@ -292,7 +292,7 @@ def test_admin_lists_and_redelivers(admin_client, pushed, mocked):
     )
     assert response.status_code == 200
     assert [str(m) for m in response.context["messages"]] == [
-        "Sent 1 of 2 selected deliveries again. 1 skipped: being sent right now, or destination deleted."
+        "Sent 1 of the 2 selected deliveries: 1 succeeded, 0 failed. 1 skipped: 1 destination deleted."
     ]
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempt_count) == ("succeeded", 2)
