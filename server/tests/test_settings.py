@@ -3,12 +3,13 @@ which setting and why, instead of misbehaving later."""
 
 import os
 import re
+import secrets
 import socket
 from pathlib import Path
 
 import pytest
 
-from server.tests.conftest import production_env, python
+from server.tests.conftest import ROOT, production_env, python
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,7 @@ from server.tests.conftest import production_env, python
         ("DATAPUSHER_DELIVERY_MODE", "later", "DATAPUSHER_DELIVERY_MODE must be 'sync' or 'queue'."),
         ("DATAPUSHER_ALLOWED_NETWORKS", "10.0.0.0/99", "DATAPUSHER_ALLOWED_NETWORKS:"),
         ("DATAPUSHER_INGEST_RATE_LIMIT", "50/fortnight", "DATAPUSHER_INGEST_RATE_LIMIT: Enter a rate"),
+        ("SECURE_PROXY_SSL_HEADER", "HTTP_X_FORWARDED_PROTO", "SECURE_PROXY_SSL_HEADER must be a header"),
     ],
 )
 def test_a_setting_that_cannot_work_stops_the_process(variable, value, message):
@@ -70,3 +72,50 @@ def test_conn_health_checks_default_on_and_can_be_turned_off(value, expected):
     code = "import datapusher.settings as s; print(s.DATABASES['default']['CONN_HEALTH_CHECKS'])"
     finished = python("-c", code, env=env)
     assert (finished.returncode, finished.stdout.strip()) == (0, expected)
+
+
+def production_settings_documented() -> dict[str, str]:
+    """The variables of docs/deployment.md's production block (```dotenv), with a real SECRET_KEY."""
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    block = re.search(r"^```dotenv\n(.*?)^```", text, re.MULTILINE | re.DOTALL)[1]
+    assignments = (line.split("#", 1)[0].strip() for line in block.splitlines())
+    documented = dict(assignment.split("=", 1) for assignment in assignments if assignment)
+    assert {"SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SESSION_COOKIE_SECURE"} <= set(documented)
+    return {**documented, "SECRET_KEY": secrets.token_urlsafe(50)}
+
+
+def test_check_deploy_is_clean_with_the_documented_production_settings():
+    """`manage.py check --deploy` with docs/deployment.md's production settings reports no issue."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DEBUG", "DATAPUSHER_ALLOWED_NETWORKS") and not key.startswith("SECURE_")
+    }
+    env.update(production_settings_documented(), DJANGO_SETTINGS_MODULE="datapusher.settings")
+    finished = python("manage.py", "check", "--deploy", "--fail-level", "WARNING", env=env)
+    clean = "System check identified no issues (0 silenced)."
+    assert (finished.returncode, finished.stdout.strip()) == (0, clean)
+
+
+def test_check_deploy_warns_about_https_by_default():
+    """Without the HTTPS settings, check --deploy names each one (they are off by default)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SECURE_")}
+    env.update(SECRET_KEY=secrets.token_urlsafe(50), DEBUG="false")
+    env["DJANGO_SETTINGS_MODULE"] = "datapusher.settings"
+    finished = python("manage.py", "check", "--deploy", env=env)
+    warned = set(re.findall(r"\(security\.(W\d+)\)", finished.stderr))
+    assert warned == {"W004", "W008", "W012", "W016"}
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [
+        ("HTTP_X_FORWARDED_PROTO,https", "('HTTP_X_FORWARDED_PROTO', 'https')"),
+        ("", "None"),
+    ],
+)
+def test_the_proxy_ssl_header_is_read_from_the_environment(value, read):
+    """SECURE_PROXY_SSL_HEADER is a header and its HTTPS value, or none when empty."""
+    env = {**os.environ, "SECRET_KEY": "settings-test", "DEBUG": "false", "SECURE_PROXY_SSL_HEADER": value}
+    finished = python("-c", "import datapusher.settings as s; print(s.SECURE_PROXY_SSL_HEADER)", env=env)
+    assert (finished.returncode, finished.stdout.strip()) == (0, read)
