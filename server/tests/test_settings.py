@@ -5,6 +5,8 @@ import os
 import re
 import secrets
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,37 @@ def test_the_proxy_ssl_header_is_read_from_the_environment(value, read):
     env = {**os.environ, "SECRET_KEY": "settings-test", "DEBUG": "false", "SECURE_PROXY_SSL_HEADER": value}
     finished = python("-c", "import datapusher.settings as s; print(s.SECURE_PROXY_SSL_HEADER)", env=env)
     assert (finished.returncode, finished.stdout.strip()) == (0, read)
+
+
+def make_dotenv(directory: Path) -> str:
+    """Run `make dotenv` (what `make run` does first) in `directory`; returns the .env it leaves."""
+    argv = ["make", "--no-print-directory", "-s", "-C", str(directory), "-f", str(ROOT / "Makefile")]
+    finished = subprocess.run(  # noqa: S603 (our own command line)
+        [*argv, "dotenv", f"PY={sys.executable}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    return (directory / ".env").read_text()
+
+
+def test_make_run_writes_a_secret_key_and_loopback_networks_once(tmp_path):
+    """A fresh checkout gets a SECRET_KEY and the loopback networks in .env; a second run keeps them."""
+    first = make_dotenv(tmp_path)
+    assert re.fullmatch(r"SECRET_KEY=[\w-]{60,}\nDATAPUSHER_ALLOWED_NETWORKS=127\.0\.0\.0/8,::1/128\n", first)
+    assert make_dotenv(tmp_path) == first
+
+
+@pytest.mark.parametrize("existing", ["SECRET_KEY=kept", "SECRET_KEY=kept\n"])
+def test_make_run_adds_the_networks_to_an_older_env_file(tmp_path, existing):
+    """A .env from before (with or without a final newline) gets the networks line, its key kept."""
+    (tmp_path / ".env").write_text(existing)
+    assert make_dotenv(tmp_path) == "SECRET_KEY=kept\nDATAPUSHER_ALLOWED_NETWORKS=127.0.0.0/8,::1/128\n"
+
+
+def test_make_run_leaves_networks_already_set_in_env_alone(tmp_path):
+    """A .env that sets DATAPUSHER_ALLOWED_NETWORKS itself (even empty) is not changed."""
+    (tmp_path / ".env").write_text("SECRET_KEY=kept\nDATAPUSHER_ALLOWED_NETWORKS=\n")
+    assert make_dotenv(tmp_path) == "SECRET_KEY=kept\nDATAPUSHER_ALLOWED_NETWORKS=\n"
