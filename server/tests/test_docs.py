@@ -5,10 +5,12 @@ The convention for fenced code blocks in those files:
 - ```sh — commands a reader pastes. Each file's `sh` blocks run here in document order, in one
   `bash -euo pipefail` session per file (so a variable one block sets reaches the next), from the
   repository root, against a fresh server: gunicorn on a new SQLite database (`DATABASE_URL`, so
-  `.venv/bin/python manage.py …` reaches it too) with `PORT` its port, and a local echo receiver
-  (`make receiver`'s) with `RECEIVER_PORT` its port. Every block must exit 0, and `curl` fails on an
-  HTTP error status (it runs with `--fail-with-body`, and a `--max-time`), so an example the API
-  refuses fails here, naming the file and the line of the block.
+  `.venv/bin/python manage.py …` reaches it too) with `PORT` its port and `BASE_URL` its address,
+  and a local echo receiver (`make receiver`'s) with `RECEIVER_PORT` its port. Each file starts from
+  nothing else: its blocks set what they use (the README: `DP`, `API_TOKEN`, `ACCOUNT_ID` …).
+  Every block must exit 0, and `curl` fails on an HTTP error status (it runs with
+  `--fail-with-body`, and a `--max-time`), so an example the API refuses fails here, naming the
+  file and the line of the block.
 - ```console — commands shown but not run here (they serve until stopped, need production, or take
   minutes: `make run`, `make serve`, benchmarks); each is reported as a skipped test naming its file
   and line.
@@ -23,13 +25,17 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from textwrap import dedent
 
 import pytest
 
 from server.tests.conftest import ROOT, manage, web_env
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"^```(?P<language>[^\n`]*)\n(?P<code>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+# A fenced block, also indented (in a list item).
+FENCE = re.compile(
+    r"^[ \t]*```(?P<language>[^\n`]*)\n(?P<code>.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL
+)
 RUN, SHOWN = "sh", "console"
 # Each file's examples together take seconds; these bound a hung one (a request, then the session).
 CURL_MAX_TIME = 30
@@ -51,7 +57,7 @@ class Block:
 def blocks(doc: Path) -> list[Block]:
     text = doc.read_text()
     return [
-        Block(doc, text.count("\n", 0, match.start()) + 1, match["language"].strip(), match["code"])
+        Block(doc, text.count("\n", 0, match.start()) + 1, match["language"].strip(), dedent(match["code"]))
         for match in FENCE.finditer(text)
     ]
 
@@ -109,7 +115,7 @@ def test_sh_blocks_run_in_order_against_a_live_server(doc, gunicorn, echo_receiv
             ["bash", "-euo", "pipefail", str(script)],  # noqa: S607 (bash from PATH, as a reader's shell)
             stdin=subprocess.DEVNULL,
             cwd=ROOT,
-            env={**env, "PORT": port, "RECEIVER_PORT": str(receiver_port)},
+            env={**env, "PORT": port, "BASE_URL": server.url, "RECEIVER_PORT": str(receiver_port)},
             capture_output=True,
             text=True,
             timeout=SESSION_TIMEOUT,
