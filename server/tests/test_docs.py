@@ -23,47 +23,22 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from textwrap import dedent
 
 import pytest
 
 from server.tests.conftest import ROOT, manage, web_env
+from server.tests.helpers import Block, fenced_blocks
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# A fenced block, also indented (in a list item).
-FENCE = re.compile(
-    r"^[ \t]*```(?P<language>[^\n`]*)\n(?P<code>.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL
-)
 RUN, SHOWN = "sh", "console"
 # Each file's examples together take seconds; these bound a hung one (a request, then the session).
 CURL_MAX_TIME = 30
 SESSION_TIMEOUT = 90
 
 
-@dataclass(frozen=True)
-class Block:
-    doc: Path
-    line: int
-    language: str
-    code: str
-
-    @property
-    def where(self) -> str:
-        return f"{self.doc.relative_to(ROOT)}:{self.line}"
-
-
-def blocks(doc: Path) -> list[Block]:
-    text = doc.read_text()
-    return [
-        Block(doc, text.count("\n", 0, match.start()) + 1, match["language"].strip(), dedent(match["code"]))
-        for match in FENCE.finditer(text)
-    ]
-
-
-def blocks_in(language: str) -> list[Block]:
-    return [block for doc in DOCS for block in blocks(doc) if block.language == language]
+def blocks_in(language: str, docs: list[Path] = DOCS) -> list[Block]:
+    return [block for doc in docs for block in fenced_blocks(doc) if block.language == language]
 
 
 def session_script(doc_blocks: list[Block], progress: Path) -> str:
@@ -78,7 +53,7 @@ def session_script(doc_blocks: list[Block], progress: Path) -> str:
 @pytest.mark.parametrize("doc", DOCS, ids=lambda doc: str(doc.relative_to(ROOT)))
 def test_every_code_block_names_its_language(doc):
     """No fenced block is left without a language, so none escapes the runner unnoticed."""
-    assert [block.where for block in blocks(doc) if not block.language] == []
+    assert [block.where for block in fenced_blocks(doc) if not block.language] == []
 
 
 @pytest.mark.parametrize("block", blocks_in(SHOWN), ids=lambda block: block.where)
@@ -97,7 +72,7 @@ def echo_receiver(services, tmp_path) -> tuple[int, Path]:
 
 @pytest.mark.parametrize(
     "doc",
-    [doc for doc in DOCS if any(block.language == RUN for block in blocks(doc))],
+    [doc for doc in DOCS if blocks_in(RUN, [doc])],
     ids=lambda doc: str(doc.relative_to(ROOT)),
 )
 def test_sh_blocks_run_in_order_against_a_live_server(doc, gunicorn, echo_receiver, tmp_path):
@@ -109,7 +84,7 @@ def test_sh_blocks_run_in_order_against_a_live_server(doc, gunicorn, echo_receiv
     server = gunicorn(database_url=database_url)
     port = re.search(r":(\d+)$", server.url)[1]
     progress, script = tmp_path / "progress", tmp_path / "session.sh"
-    script.write_text(session_script([block for block in blocks(doc) if block.language == RUN], progress))
+    script.write_text(session_script(blocks_in(RUN, [doc]), progress))
     try:
         finished = subprocess.run(  # noqa: S603 (our own script, from our own docs)
             ["bash", "-euo", "pipefail", str(script)],  # noqa: S607 (bash from PATH, as a reader's shell)

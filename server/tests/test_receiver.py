@@ -1,6 +1,5 @@
 """`make receiver`: the local echo server for trying deliveries prints what it gets and answers 200."""
 
-import http.client
 import re
 import socket
 import sys
@@ -10,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from server.tests.conftest import Service, production_env
+from server.tests.helpers import http_exchange
 
 
 @pytest.fixture
@@ -26,13 +26,8 @@ def echo(services, tmp_path) -> Callable[..., tuple[Service, int]]:
 
 
 def request(port: int, method: str, path: str, body: bytes | None, headers: dict[str, str]):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    status, _, answer = http_exchange(f"http://127.0.0.1:{port}", method, path, headers=headers, body=body)
+    return status, answer
 
 
 def printed(service: Service, count: int) -> str:

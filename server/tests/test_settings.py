@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from server.tests.conftest import ROOT, production_env, python
+from server.tests.helpers import fenced_blocks, http_exchange
 
 
 @pytest.mark.parametrize(
@@ -78,9 +79,9 @@ def test_conn_health_checks_default_on_and_can_be_turned_off(value, expected):
 
 def production_settings_documented() -> dict[str, str]:
     """The variables of docs/deployment.md's production block (```dotenv), with a real SECRET_KEY."""
-    text = (ROOT / "docs" / "deployment.md").read_text()
-    block = re.search(r"^```dotenv\n(.*?)^```", text, re.MULTILINE | re.DOTALL)[1]
-    assignments = (line.split("#", 1)[0].strip() for line in block.splitlines())
+    blocks = fenced_blocks(ROOT / "docs" / "deployment.md")
+    [block] = [block for block in blocks if block.language == "dotenv"]
+    assignments = (line.split("#", 1)[0].strip() for line in block.code.splitlines())
     documented = dict(assignment.split("=", 1) for assignment in assignments if assignment)
     assert {"SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SESSION_COOKIE_SECURE"} <= set(documented)
     return {**documented, "SECRET_KEY": secrets.token_urlsafe(50)}
@@ -121,6 +122,21 @@ def test_the_proxy_ssl_header_is_read_from_the_environment(value, read):
     env = {**os.environ, "SECRET_KEY": "settings-test", "DEBUG": "false", "SECURE_PROXY_SSL_HEADER": value}
     finished = python("-c", "import datapusher.settings as s; print(s.SECURE_PROXY_SSL_HEADER)", env=env)
     assert (finished.returncode, finished.stdout.strip()) == (0, read)
+
+
+def test_the_documented_https_settings_redirect_http_and_trust_the_proxy(gunicorn, tmp_path):
+    """With docs/deployment.md's HTTPS settings, a plain HTTP request is sent to HTTPS (301); one the
+    proxy marks `X-Forwarded-Proto: https` is served, with HSTS."""
+    documented = production_settings_documented()
+    https = {key: value for key, value in documented.items() if key.startswith("SECURE_")}
+    host = documented["ALLOWED_HOSTS"]
+    server = gunicorn(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", ALLOWED_HOSTS=host, **https)
+    status, headers, _ = http_exchange(server.url, "GET", "/api/auth/me/", headers={"Host": host})
+    assert (status, headers["Location"]) == (301, f"https://{host}/api/auth/me/")
+    proxied = {"Host": host, "X-Forwarded-Proto": "https"}
+    status, headers, _ = http_exchange(server.url, "GET", "/api/auth/me/", headers=proxied)
+    hsts = "max-age=31536000; includeSubDomains; preload"
+    assert (status, headers["Strict-Transport-Security"]) == (401, hsts)
 
 
 def make_dotenv(directory: Path) -> str:
