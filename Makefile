@@ -26,13 +26,23 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
-# A local SECRET_KEY, made once; real environment variables override it.
-.env: | $(VENV)/.installed
-	$(PY) -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(50))" > $@
+# Local settings in .env, read by every process on this checkout (make run, make serve, make worker,
+# manage.py); real environment variables override them. A SECRET_KEY, made once, and destinations on
+# this machine allowed (local use only: production leaves DATAPUSHER_ALLOWED_NETWORKS unset). A .env
+# without a DATAPUSHER_ALLOWED_NETWORKS line gets one appended; one that has it is left as it is.
+.PHONY: dotenv receiver
+LOCAL_NETWORKS := 127.0.0.0/8,::1/128
+dotenv:
+	@test -f .env || $(PY) -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(50))" > .env
+	@grep -q '^DATAPUSHER_ALLOWED_NETWORKS=' .env || { test -z "$$(tail -c 1 .env)" || echo >> .env; \
+		echo 'DATAPUSHER_ALLOWED_NETWORKS=$(LOCAL_NETWORKS)' >> .env; }
 
-# Local demos deliver to receivers on this machine; production allows no internal network by default.
-run: export DATAPUSHER_ALLOWED_NETWORKS ?= 127.0.0.0/8,::1/128
-run: install .env
+# An echo server for trying deliveries: prints every request it gets and answers 200 (README).
+RECEIVER_PORT ?= 8001
+receiver: install
+	$(PY) -m server.receiver --port $(RECEIVER_PORT)
+
+run: install dotenv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py bootstrap_admin

@@ -293,3 +293,19 @@ if DATAPUSHER_ADMIN_SEND_CONCURRENCY < 1 or DATAPUSHER_ADMIN_ACTION_SECONDS <= 0
     raise ImproperlyConfigured(
         "DATAPUSHER_ADMIN_SEND_CONCURRENCY must be at least 1 and DATAPUSHER_ADMIN_ACTION_SECONDS above 0."
     )
+
+# HTTPS (docs/deployment.md#https). Django's defaults, all off, so that `make run` and local tools
+# work over plain HTTP; production behind TLS turns them on (`check --deploy` is then clean).
+# SECURE_PROXY_SSL_HEADER: the header a TLS-terminating proxy sets and its value for HTTPS requests,
+# e.g. "HTTP_X_FORWARDED_PROTO,https"; only when that proxy overwrites the header clients send.
+SECURE_PROXY_SSL_HEADER = env.tuple("SECURE_PROXY_SSL_HEADER", default=None) or None
+if SECURE_PROXY_SSL_HEADER is not None and len(SECURE_PROXY_SSL_HEADER) != 2:
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER must be a header and its value for HTTPS: HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)

@@ -62,8 +62,9 @@ class DestinationSerializer(serializers.ModelSerializer):
     url = HttpUrlField(max_length=2048, validators=[validate_destination_address])
     http_method = HttpMethodField(choices=Destination.HttpMethod.choices)
     headers = HeadersField(
+        default=dict,
         validators=[validate_headers],
-        help_text="Header name to string value, sent with every delivery.",
+        help_text="Header name to string value, sent with every delivery; none ({}) when left out.",
     )
 
     class Meta:

@@ -12,13 +12,12 @@ HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9110 field-value: visible characters, spaces and tabs inside, no leading/trailing whitespace;
 # latin-1 only (that is what goes on the wire). No CR, LF or NUL: those would inject headers.
 HEADER_VALUE = re.compile(r"([!-~\x80-\xff]([\t !-~\x80-\xff]*[!-~\x80-\xff])?)?")
-# Set by Data Pusher: signing headers, and what the HTTP client derives from the request itself
-# (a configured value would corrupt the framing).
+# Set by Data Pusher: every `webhook-*` header (Standard Webhooks' namespace: its signing headers and
+# any it adds), and what the HTTP client derives from the request itself (a configured value would
+# corrupt the framing).
+RESERVED_HEADER_PREFIX = "webhook-"
 RESERVED_HEADERS = frozenset(
     {
-        "webhook-id",
-        "webhook-signature",
-        "webhook-timestamp",
         "connection",
         "content-length",
         "host",
@@ -44,7 +43,7 @@ def validate_headers(value: object) -> None:
     for name, header_value in value.items():
         if not HEADER_NAME.fullmatch(name):
             raise ValidationError(f"{name!r} is not a valid header name.")
-        if name.lower() in RESERVED_HEADERS:
+        if name.lower() in RESERVED_HEADERS or name.lower().startswith(RESERVED_HEADER_PREFIX):
             raise ValidationError(f"{name!r} is set by Data Pusher and cannot be configured.")
         if name.lower() in seen:
             raise ValidationError(f"Header {name!r} is given more than once.")

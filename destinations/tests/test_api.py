@@ -129,6 +129,11 @@ def test_empty_headers_object_is_allowed(api_client):
             "headers",
             "'Host' is set by Data Pusher and cannot be configured.",
         ),
+        (
+            {"headers": {"Webhook-Foo": "1"}},
+            "headers",
+            "'Webhook-Foo' is set by Data Pusher and cannot be configured.",
+        ),
         ({"headers": {f"X-{i}": "v" for i in range(51)}}, "headers", "At most 50 headers are allowed."),
     ],
 )
@@ -140,14 +145,34 @@ def test_create_rejects_invalid_fields(api_client, overrides, field, message):
     assert Destination.objects.count() == 0
 
 
-@pytest.mark.parametrize("field", ["account", "url", "http_method", "headers"])
+@pytest.mark.parametrize("field", ["account", "url", "http_method"])
 def test_create_requires_each_field(api_client, field):
-    """account, url, http_method and headers are all required."""
+    """account, url and http_method are required."""
     body = payload(AccountFactory())
     del body[field]
     response = api_client.post(LIST_URL, body, format="json")
     assert response.status_code == 400
     assert response.json() == {field: ["This field is required."]}
+
+
+def test_create_without_headers_sends_none(api_client):
+    """headers may be left out: the destination has none ({})."""
+    body = payload(AccountFactory())
+    del body["headers"]
+    response = api_client.post(LIST_URL, body, format="json")
+    assert (response.status_code, response.json()["headers"]) == (201, {})
+    assert Destination.objects.get().headers == {}
+
+
+def test_put_without_headers_clears_them(api_client):
+    """PUT replaces the destination: headers left out are none ({}), as on create."""
+    destination = DestinationFactory(headers={"X-Old": "1"})
+    body = payload(destination.account)
+    del body["headers"]
+    response = api_client.put(detail_url(destination.pk), body, format="json")
+    assert (response.status_code, response.json()["headers"]) == (200, {})
+    destination.refresh_from_db()
+    assert destination.headers == {}
 
 
 def test_create_for_unknown_account_is_400(api_client):

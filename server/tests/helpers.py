@@ -2,10 +2,13 @@
 
 import http.client
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from textwrap import dedent
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +17,7 @@ from django.utils import timezone
 
 from destinations.tests.factories import DestinationFactory
 from server.models import Delivery, Event
+from server.tests.conftest import ROOT
 
 INGEST_URL = "/server/incoming_data"
 
@@ -52,24 +56,30 @@ class HttpAnswer:
     json: Any
 
 
-def http_call(
+def http_exchange(
     base_url: str,
     method: str,
     path: str,
     *,
     headers: dict[str, str],
     body: bytes | Iterable[bytes] | None = None,
-) -> HttpAnswer:
-    """One request to a real server, answered in JSON; an iterable body is sent chunked."""
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One request to a real server: (status, headers, body); an iterable body is sent chunked."""
     address = urlsplit(base_url)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
     try:
         chunked = body is not None and not isinstance(body, bytes)
         connection.request(method, path, body=body, headers=headers, encode_chunked=chunked)
         response = connection.getresponse()
-        return HttpAnswer(response.status, response.headers, json.loads(response.read()))
+        return response.status, response.headers, response.read()
     finally:
         connection.close()
+
+
+def http_call(*args: Any, **kwargs: Any) -> HttpAnswer:
+    """http_exchange's request, to a server that answers in JSON."""
+    status, headers, answer = http_exchange(*args, **kwargs)
+    return HttpAnswer(status, headers, json.loads(answer))
 
 
 def at_once(call: Callable[[], Any], times: int = 2) -> list[Any]:
@@ -98,3 +108,30 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# A fenced block, also indented (in a list item).
+FENCE = re.compile(
+    r"^[ \t]*```(?P<language>[^\n`]*)\n(?P<code>.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    doc: Path
+    line: int
+    language: str
+    code: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.doc.relative_to(ROOT)}:{self.line}"
+
+
+def fenced_blocks(doc: Path) -> list[Block]:
+    """The fenced code blocks of a Markdown file, in order."""
+    text = doc.read_text()
+    return [
+        Block(doc, text.count("\n", 0, match.start()) + 1, match["language"].strip(), dedent(match["code"]))
+        for match in FENCE.finditer(text)
+    ]

@@ -4,6 +4,8 @@ A silent broker here is a local TCP listener that accepts connections and never 
 that is really there is the test Redis (skipped without it, unless DATAPUSHER_REQUIRE_SERVICES=1).
 """
 
+import logging
+import re
 import socket
 import threading
 import time
@@ -12,7 +14,7 @@ import pytest
 import redis
 
 from server import broker
-from server.tests.conftest import REDIS_BROKER_URL, service_missing, wait_until
+from server.tests.conftest import REDIS_BROKER_URL, ROOT, service_missing, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +116,17 @@ def test_a_publish_stops_at_its_bound_without_resting_the_link(settings, real_re
     assert 0 < published < 1_000_000
     assert broker.queue_depth() == published
     assert broker.accepting() is True
+
+
+def test_a_refusing_broker_is_logged_as_docs_deployment_says(settings, caplog):
+    """The WARNING an unavailable broker leaves is the line docs/deployment.md quotes, "…" aside."""
+    documented = re.search(r"`(broker unavailable [^`]*)`", (ROOT / "docs" / "deployment.md").read_text())[1]
+    settings.DATAPUSHER_PUBLISH_BACKOFF = 5.0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    with caplog.at_level(logging.WARNING, logger="server.broker"):
+        broker.publish(delivery_pks=[1])
+    [record] = [record for record in caplog.records if record.name == "server.broker"]
+    pattern = ".+".join(re.escape(part) for part in documented.split("…"))
+    assert (record.levelname, re.fullmatch(pattern, record.getMessage()) is not None) == ("WARNING", True)
