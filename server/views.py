@@ -14,6 +14,7 @@ from datapusher.errors import ingest_error
 from datapusher.filters import ListFiltersMixin
 from datapusher.ratelimit import limit_wait
 from destinations.addresses import url_without_credentials
+from server.access_log import ingest_logged, ingest_note
 from server.filters import DeliveryFilter, EventFilter
 from server.models import Delivery
 from server.payload import InvalidPayload, LengthRequired, PayloadTooLarge, payload_parse, request_body
@@ -43,6 +44,7 @@ ACCOUNT_BUSY_RETRY_AFTER_SECONDS = 1
 
 
 @csrf_exempt
+@ingest_logged
 def incoming_data(request: HttpRequest) -> JsonResponse:
     """Receive a JSON object for the account owning the CL-X-TOKEN and push it to its destinations.
 
@@ -58,6 +60,7 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
     target = ingest_target_by_token(token=request.headers.get(TOKEN_HEADER, ""))
     if target is None:
         return ingest_error(status=401, message="Un Authenticate")
+    ingest_note(request, account_id=str(target.account_id))
     wait = limit_wait(
         group="ingest",
         key=str(target.account_id),
@@ -92,6 +95,7 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
         outcome = event_ingest(target=target, body=body, text=text, data=data, external_id=external_id)
     except AccountBusy:
         return _too_many_requests(retry_after=ACCOUNT_BUSY_RETRY_AFTER_SECONDS)
+    ingest_note(request, event_id=str(outcome.event.event_id), destinations=len(outcome.deliveries))
     return JsonResponse(
         {
             "success": True,

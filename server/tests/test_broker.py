@@ -7,7 +7,6 @@ that is really there is the test Redis (skipped without it, unless DATAPUSHER_RE
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -27,23 +26,9 @@ def link(monkeypatch, settings) -> broker._Link:
 
 
 @pytest.fixture
-def silent_port() -> Iterator[int]:
+def silent_port(silent_listener) -> int:
     """A port that accepts connections and never says a word."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def accept():
-        while True:
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield listener.getsockname()[1]
-    listener.close()
-    for conn in held:
-        conn.close()
+    return silent_listener.port
 
 
 def link_threads() -> int:

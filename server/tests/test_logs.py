@@ -1,0 +1,291 @@
+"""Structured logs: one line per ingest and per attempt, each carrying the request id — the
+X-Request-ID given (a UUID) or generated, returned in the response and stored with the event so that
+the workers' lines about its deliveries carry it too."""
+
+import json
+import logging
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.tests.factories import AccountFactory
+from datapusher.logs import TextFormatter, current_request_id
+from destinations.tests.factories import DestinationFactory
+from server.models import Delivery, Event
+from server.tasks import deliver
+from server.tests.conftest import ROOT
+from server.tests.helpers import ingest
+
+pytestmark = pytest.mark.django_db
+REQUEST_ID = "0b5c6f1e-3d2a-4c8b-9e7f-1a2b3c4d5e6f"
+GENERATED = re.compile(r"[0-9a-f]{32}")
+LOGGERS = ("server.ingest", "server.services.delivery", "server.services.alerts")
+
+
+def _fail(handler) -> None:
+    handler.send_response(500)
+    handler.send_header("Content-Length", "4")
+    handler.end_headers()
+    handler.wfile.write(b"down")
+
+
+def _ok_or_fail(handler) -> None:
+    """200 "ok" for /ok, 500 "down" for anything else."""
+    if handler.path == "/ok":
+        handler.send_response(200)
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"ok")
+    else:
+        _fail(handler)
+
+
+def _without_timing(line: dict) -> dict:
+    """The line with its timestamp and duration checked for shape and left out."""
+    line = dict(line)
+    assert datetime.fromisoformat(line.pop("timestamp")).utcoffset() == timedelta(0)
+    if "duration_ms" in line:
+        assert isinstance(line.pop("duration_ms"), int)
+    return line
+
+
+def test_an_ingest_to_two_destinations_one_failing_logs_these_lines(client, receiver, json_log):
+    """Per attempt and for the ingest, the exact fields; the failure final (no broker) also alerts;
+    every line carries the request id given, which the response returns."""
+    receiver.respond = _ok_or_fail
+    account = AccountFactory()
+    ok = DestinationFactory(
+        account=account, url=f"{receiver.url}/ok", headers={"Authorization": "Bearer s3cr3t-v4lue"}
+    )
+    failing = DestinationFactory(
+        account=account,
+        url=f"http://user:pa55@127.0.0.1:{receiver.url.rsplit(':', 1)[1]}/fail?key=k3y",
+        http_method="PUT",
+    )
+    response = ingest(client, account, HTTP_X_REQUEST_ID=REQUEST_ID)
+    assert response.status_code == 200
+    assert response["X-Request-ID"] == REQUEST_ID
+    event_id = response.json()["event_id"]
+    ok_delivery, failed_delivery = Delivery.objects.order_by("destination_id")
+    assert [_without_timing(line) for line in json_log.lines(*LOGGERS)] == [
+        {
+            "level": "INFO",
+            "logger": "server.services.delivery",
+            "message": "attempt",
+            "request_id": REQUEST_ID,
+            "event_id": event_id,
+            "delivery_id": str(ok_delivery.delivery_id),
+            "destination_id": ok.id,
+            "method": "POST",
+            "attempt": 1,
+            "outcome": "succeeded",
+            "status_code": 200,
+            "error": None,
+        },
+        {
+            "level": "INFO",
+            "logger": "server.services.delivery",
+            "message": "attempt",
+            "request_id": REQUEST_ID,
+            "event_id": event_id,
+            "delivery_id": str(failed_delivery.delivery_id),
+            "destination_id": failing.id,
+            "method": "PUT",
+            "attempt": 1,
+            "outcome": "failed",
+            "status_code": 500,
+            "error": "destination answered HTTP 500",
+        },
+        {
+            "level": "WARNING",
+            "logger": "server.services.alerts",
+            "message": "delivery failed for good",
+            "request_id": REQUEST_ID,
+            "alert": "delivery_failed",
+            "account_id": str(account.account_id),
+            "event_id": event_id,
+            "delivery_id": str(failed_delivery.delivery_id),
+            "destination_id": failing.id,
+            "attempts": 1,
+            "status_code": 500,
+            "error": "destination answered HTTP 500",
+        },
+        {
+            "level": "INFO",
+            "logger": "server.ingest",
+            "message": "ingest",
+            "request_id": REQUEST_ID,
+            "event_id": event_id,
+            "account_id": str(account.account_id),
+            "destinations": 2,
+            "status": 200,
+        },
+    ]
+    text = json_log.stream.getvalue()
+    assert [part for part in ("s3cr3t-v4lue", "pa55", "k3y", "/fail", "/ok") if part in text] == []
+
+
+@pytest.mark.parametrize("given", [None, "not-a-uuid", "0b5c6f1e 3d2a\nforged line"])
+def test_without_a_valid_x_request_id_one_is_generated_returned_and_stored(client, json_log, given):
+    """No header, or one that is not a UUID: a new id (32 hex digits) in the response, on the
+    ingest's line and on the event."""
+    account = AccountFactory()
+    extra = {} if given is None else {"HTTP_X_REQUEST_ID": given}
+    response = ingest(client, account, **extra)
+    assert response.status_code == 200
+    request_id = response["X-Request-ID"]
+    assert GENERATED.fullmatch(request_id)
+    [line] = json_log.lines("server.ingest")
+    assert (line["request_id"], line["destinations"], line["status"]) == (request_id, 0, 200)
+    assert Event.objects.get().request_id == request_id
+
+
+def test_a_refused_ingest_is_logged_with_its_status_and_no_event(client, json_log):
+    """A wrong token: one line, status 401, no account, no event."""
+    response = client.post(
+        "/server/incoming_data", b"{}", content_type="application/json", HTTP_X_REQUEST_ID=REQUEST_ID
+    )
+    assert response.status_code == 401
+    assert response["X-Request-ID"] == REQUEST_ID
+    assert [_without_timing(line) for line in json_log.lines("server.ingest")] == [
+        {
+            "level": "INFO",
+            "logger": "server.ingest",
+            "message": "ingest",
+            "request_id": REQUEST_ID,
+            "event_id": None,
+            "account_id": None,
+            "destinations": None,
+            "status": 401,
+        }
+    ]
+
+
+def _queued_ingest(client, settings, receiver, capture_on_commit) -> tuple[Delivery, str]:
+    """A queue-mode ingest to one destination answering 500; its delivery and request id."""
+    settings.DATAPUSHER_DELIVERY_MODE = "queue"
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"  # publishing is recorded (published)
+    receiver.respond = _fail
+    destination = DestinationFactory(url=f"{receiver.url}/in")
+    with capture_on_commit(execute=True):
+        response = ingest(client, destination.account, HTTP_X_REQUEST_ID=REQUEST_ID)
+    assert response.status_code == 202
+    return Delivery.objects.get(), response["X-Request-ID"]
+
+
+def _attempt_lines(json_log) -> list[tuple[str | None, int, str]]:
+    return [
+        (line["request_id"], line["attempt"], line["outcome"])
+        for line in json_log.lines("server.services.delivery")
+        if line["message"] == "attempt"
+    ]
+
+
+def test_the_workers_lines_carry_the_ingests_request_id_on_every_retry(
+    client, settings, receiver, json_log, published, django_capture_on_commit_callbacks
+):
+    """The worker's task, outside any request, for the first attempt and for a retry published
+    later (by the dispatcher): its lines carry the id of the request that ingested the event."""
+    delivery, request_id = _queued_ingest(client, settings, receiver, django_capture_on_commit_callbacks)
+    assert published == [delivery.pk]
+    deliver(delivery.pk)
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())  # the retry is due
+    deliver(delivery.pk)
+    assert _attempt_lines(json_log) == [(request_id, 1, "retrying"), (request_id, 2, "retrying")]
+    assert current_request_id() is None  # the task leaves no id behind
+
+
+def test_a_redelivery_sent_by_a_worker_carries_the_ingests_request_id(
+    client, settings, receiver, json_log, published, django_capture_on_commit_callbacks, api_client
+):
+    """Queue mode: POST .../redeliver/ is a request of its own (its id in its answer); the worker's
+    attempt it leads to carries the ingest's id."""
+    delivery, request_id = _queued_ingest(client, settings, receiver, django_capture_on_commit_callbacks)
+    Delivery.objects.filter(pk=delivery.pk).update(status="failed", next_attempt_at=None)
+    response = api_client.post(f"/api/events/{delivery.event_id}/redeliver/")
+    assert response.status_code == 202
+    assert GENERATED.fullmatch(response["X-Request-ID"])
+    deliver(delivery.pk)
+    assert _attempt_lines(json_log) == [(request_id, 1, "retrying")]
+
+
+def test_the_text_format_puts_the_request_id_and_the_lines_fields_on_one_line():
+    """make run and the tests: time, level, [request id], logger, message, then key=value."""
+    record = logging.LogRecord("server.ingest", logging.INFO, __file__, 1, "ingest", None, None)
+    record.created = 1796083200.5
+    record.msecs = 500
+    record.request_id = REQUEST_ID
+    record.event_id, record.status = "e1", 200
+    formatted = TextFormatter().format(record)
+    time, line = formatted[:23], formatted[24:]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,500", time)
+    assert line == f"INFO [{REQUEST_ID}] server.ingest: ingest event_id=e1 status=200"
+
+
+def test_datapusher_log_format_json_makes_every_line_a_json_object(tmp_path):
+    """As `make serve` and `make worker` run: the configured handler writes one object a line."""
+    code = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('server.ingest').info('ingest', extra={'status': 200})"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SECRET_KEY": "x" * 50,
+        "DATAPUSHER_LOG_FORMAT": "json",
+        "DJANGO_SETTINGS_MODULE": "datapusher.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+    }
+    done = subprocess.run(  # noqa: S603 (our own interpreter and code)
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    line = json.loads(done.stderr)
+    assert _without_timing(line) == {
+        "level": "INFO",
+        "logger": "server.ingest",
+        "message": "ingest",
+        "request_id": None,
+        "status": 200,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DATAPUSHER_LOG_FORMAT", "xml", "DATAPUSHER_LOG_FORMAT must be 'json' or 'text'."),
+        (
+            "DATAPUSHER_ALERT_URL",
+            "ftp://alerts.example.com/t0ken",
+            "DATAPUSHER_ALERT_URL must be an http(s) URL.",
+        ),
+        ("DATAPUSHER_ALERT_AFTER_FAILURES", "0", "DATAPUSHER_ALERT_AFTER_FAILURES must be at least 1."),
+    ],
+)
+def test_bad_log_and_alert_settings_are_refused(tmp_path, name, value, message):
+    """The settings do not load, saying why without repeating the value (a URL may hold a token)."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SECRET_KEY": "x" * 50,
+        name: value,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "import datapusher.settings"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"ImproperlyConfigured: {message}" in done.stderr
+    assert "t0ken" not in done.stderr
