@@ -193,8 +193,9 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # django-guid says at INFO, on every request, whether an id was given.
-    "loggers": {"django_guid": {"level": "WARNING"}},
+    # django-guid says at INFO, on every request, whether an id was given, and at WARNING repeats
+    # an X-Request-ID it replaces: no header value is logged.
+    "loggers": {"django_guid": {"level": "ERROR"}},
 }
 # The worker logs through the same handler, not Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

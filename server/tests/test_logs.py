@@ -10,6 +10,7 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
@@ -142,6 +143,7 @@ def test_without_a_valid_x_request_id_one_is_generated_returned_and_stored(clien
     [line] = json_log.lines("server.ingest")
     assert (line["request_id"], line["destinations"], line["status"]) == (request_id, 0, 200)
     assert Event.objects.get().request_id == request_id
+    assert given is None or given not in json_log.stream.getvalue()  # a header value is never logged
 
 
 def test_a_refused_ingest_is_logged_with_its_status_and_no_event(client, json_log):
@@ -163,6 +165,22 @@ def test_a_refused_ingest_is_logged_with_its_status_and_no_event(client, json_lo
             "status": 401,
         }
     ]
+
+
+def test_an_ingest_that_raises_is_logged_with_no_status(client, json_log, monkeypatch):
+    """The database fails under the view: the middleware answers 503 (with the request id), and the
+    ingest's line says no status of its own."""
+
+    def unavailable(**_):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("server.views.ingest_target_by_token", unavailable)
+    response = client.post(
+        "/server/incoming_data", b"{}", content_type="application/json", HTTP_X_REQUEST_ID=REQUEST_ID
+    )
+    assert (response.status_code, response["X-Request-ID"]) == (503, REQUEST_ID)
+    [line] = json_log.lines("server.ingest")
+    assert (line["request_id"], line["account_id"], line["status"]) == (REQUEST_ID, None, None)
 
 
 def _queued_ingest(client, settings, receiver, capture_on_commit) -> tuple[Delivery, str]:
