@@ -183,6 +183,23 @@ def test_an_ingest_that_raises_is_logged_with_no_status(client, json_log, monkey
     assert (line["request_id"], line["account_id"], line["status"]) == (REQUEST_ID, None, None)
 
 
+def test_a_line_logged_while_sending_carries_the_request_id(client, json_log, monkeypatch):
+    """The send runs on the delivery pool's threads; what it logs there still names the request."""
+
+    def broken(**_):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("server.http.send", broken)
+    destination = DestinationFactory(url="https://hooks.example.com/in?key=k3y")
+    ingest(client, destination.account, HTTP_X_REQUEST_ID=REQUEST_ID)
+    [line] = json_log.lines("server.http")
+    assert (line["level"], line["message"], line["request_id"]) == (
+        "ERROR",
+        "unexpected error sending to https://hooks.example.com/in",
+        REQUEST_ID,
+    )
+
+
 def _queued_ingest(client, settings, receiver, capture_on_commit) -> tuple[Delivery, str]:
     """A queue-mode ingest to one destination answering 500; its delivery and request id."""
     settings.DATAPUSHER_DELIVERY_MODE = "queue"
