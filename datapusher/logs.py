@@ -15,11 +15,17 @@ REQUEST_ID_FIELD = "request_id"
 _NOT_FIELDS = frozenset({*RESERVED_ATTRS, REQUEST_ID_FIELD})
 
 
+class _JsonFormatter(JsonFormatter):
+    def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
+        log_data["timestamp"] = None  # first in the line; python-json-logger sets it last
+        super().add_fields(log_data, record, message_dict)
+
+
 def json_formatter() -> JsonFormatter:
     """One JSON object a line: timestamp (UTC, ISO 8601), level, logger, message, request_id, then
     the line's own fields."""
-    return JsonFormatter(
-        ["levelname", "name", "message"],
+    return _JsonFormatter(
+        ["levelname", "name", "message", REQUEST_ID_FIELD],
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp=True,
     )

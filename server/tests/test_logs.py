@@ -262,7 +262,8 @@ def test_the_text_format_puts_the_request_id_and_the_lines_fields_on_one_line():
 
 
 def test_datapusher_log_format_json_makes_every_line_a_json_object(tmp_path):
-    """As `make serve` and `make worker` run: the configured handler writes one object a line."""
+    """As `make serve` and `make worker` run: the configured handler writes one object a line, the
+    common fields first."""
     code = (
         "import django, logging; django.setup(); "
         "logging.getLogger('server.ingest').info('ingest', extra={'status': 200})"
@@ -284,6 +285,7 @@ def test_datapusher_log_format_json_makes_every_line_a_json_object(tmp_path):
         timeout=60,
     )
     line = json.loads(done.stderr)
+    assert list(line) == ["timestamp", "level", "logger", "message", "request_id", "status"]
     assert _without_timing(line) == {
         "level": "INFO",
         "logger": "server.ingest",
