@@ -85,7 +85,7 @@ def destination_failures_count(*, attempts: Sequence[tuple[Delivery, bool]]) -> 
     to_reset = {
         delivery.destination_id
         for delivery, ok in attempts
-        if ok and delivery.destination.consecutive_failures
+        if ok and getattr(delivery.destination, "consecutive_failures", 0)  # None: deleted meanwhile
     }
     failed: dict[int, list[Delivery]] = {}
     for delivery, ok in attempts:
@@ -98,13 +98,11 @@ def destination_failures_count(*, attempts: Sequence[tuple[Delivery, bool]]) -> 
                 consecutive_failures=0
             )
         for destination_id, deliveries in failed.items():
+            stored = Destination.objects.filter(pk=destination_id)
             with transaction.atomic():  # the UPDATE's row lock holds until the count is read back
-                counted = Destination.objects.filter(pk=destination_id).update(
-                    consecutive_failures=F("consecutive_failures") + len(deliveries)
-                )
-                if not counted:  # deleted meanwhile
-                    continue
-                count = Destination.objects.get(pk=destination_id).consecutive_failures
+                if not stored.update(consecutive_failures=F("consecutive_failures") + len(deliveries)):
+                    continue  # deleted meanwhile
+                count = stored.values_list("consecutive_failures", flat=True).get()
             if count - len(deliveries) < threshold <= count:
                 last = deliveries[-1]
                 _alert(

@@ -7,7 +7,7 @@ import threading
 from datetime import datetime
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from datapusher import __version__
 from destinations.models import Destination
@@ -126,7 +126,29 @@ def test_concurrent_failures_are_all_counted_and_alert_once(settings, caplog):
     for thread in threads:
         thread.join()
     assert Destination.objects.get(pk=destination.pk).consecutive_failures == 8
-    assert [r.getMessage() for r in caplog.records if r.name == ALERTS] == ["destination keeps failing"]
+    alerted = [
+        r for r in caplog.records if r.name == ALERTS and r.getMessage() == "destination keeps failing"
+    ]
+    assert [r.consecutive_failures for r in alerted] == [4]
+
+
+def test_a_count_that_cannot_be_written_fails_nothing(client, receiver, json_log, monkeypatch):
+    """The database refuses the count's UPDATE: the ingest still answers 200 with the delivery's
+    outcome, recorded, and the count's failure is a WARNING."""
+
+    class Unavailable:
+        class objects:
+            @staticmethod
+            def filter(**_):
+                raise OperationalError("database is locked")
+
+    monkeypatch.setattr(alerts, "Destination", Unavailable)
+    receiver.respond = lambda handler: _answer(handler, 500)
+    destination = DestinationFactory(url=f"{receiver.url}/in")
+    response = ingest(client, destination.account)
+    assert (response.status_code, response.json()["deliveries"][0]["status"]) == (200, "failed")
+    assert Delivery.objects.get().status == "failed"
+    assert ("destination failure counts not updated: OperationalError", None) in _warnings(json_log)
 
 
 def test_the_notification_reaches_the_alert_url(client, receiver, settings, notifier):
@@ -193,3 +215,4 @@ def test_a_full_notification_queue_drops_with_a_warning(
     notifier.put(settings.DATAPUSHER_ALERT_URL, {"type": "delivery_failed", "n": 2})
     notifier.put(settings.DATAPUSHER_ALERT_URL, {"type": "delivery_failed", "n": 3})
     assert _warnings(json_log) == [("alert notification dropped: 1 are waiting already", "delivery_failed")]
+    assert notifier.wait_idle(10)  # the other two time out (1 s each), logged within this test
