@@ -11,8 +11,10 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_FIELD = "request_id"
-# Record attributes that are not a line's own fields (`extra=`).
-_NOT_FIELDS = frozenset({*RESERVED_ATTRS, REQUEST_ID_FIELD})
+# Record attributes never written as a line's own fields: the standard ones, and the request object
+# Django's request and server loggers attach (it prints as the full URL, query string included).
+_OMITTED = [*RESERVED_ATTRS, "request"]
+_NOT_FIELDS = frozenset({*_OMITTED, REQUEST_ID_FIELD})
 
 
 class _JsonFormatter(JsonFormatter):
@@ -27,6 +29,7 @@ def json_formatter() -> JsonFormatter:
     return _JsonFormatter(
         ["levelname", "name", "message", REQUEST_ID_FIELD],
         rename_fields={"levelname": "level", "name": "logger"},
+        reserved_attrs=_OMITTED,
         timestamp=True,
     )
 

@@ -255,6 +255,7 @@ def test_the_text_format_puts_the_request_id_and_the_lines_fields_on_one_line():
     record.msecs = 500
     record.request_id = REQUEST_ID
     record.event_id, record.status = "e1", 200
+    record.request = "<WSGIRequest: GET '/server/incoming_data?token=k3y'>"  # as Django attaches it
     formatted = TextFormatter().format(record)
     time, line = formatted[:23], formatted[24:]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,500", time)
@@ -326,3 +327,18 @@ def test_bad_log_and_alert_settings_are_refused(tmp_path, name, value, message):
     assert done.returncode == 1
     assert f"ImproperlyConfigured: {message}" in done.stderr
     assert "t0ken" not in done.stderr
+
+
+def test_django_request_lines_hold_the_path_but_not_the_query_string(client, json_log):
+    """Django logs a 4xx with the request object: the line names the path, not its query."""
+    response = client.get("/server/nowhere?token=k3y", HTTP_X_REQUEST_ID=REQUEST_ID)
+    assert response.status_code == 404
+    [line] = json_log.lines("django.request")
+    assert _without_timing(line) == {
+        "level": "WARNING",
+        "logger": "django.request",
+        "message": "Not Found: /server/nowhere",
+        "request_id": REQUEST_ID,
+        "status_code": 404,
+    }
+    assert "k3y" not in json_log.stream.getvalue()
