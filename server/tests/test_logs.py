@@ -5,8 +5,7 @@ the workers' lines about its deliveries carry it too."""
 import json
 import logging
 import re
-import subprocess
-import sys
+import socket
 from datetime import datetime, timedelta
 
 import pytest
@@ -18,8 +17,8 @@ from datapusher.logs import TextFormatter, current_request_id
 from destinations.tests.factories import DestinationFactory
 from server.models import Delivery, Event
 from server.tasks import deliver
-from server.tests.conftest import ROOT
-from server.tests.helpers import ingest
+from server.tests.conftest import production_env, python, wait_until
+from server.tests.helpers import http_call, ingest
 
 pytestmark = pytest.mark.django_db
 REQUEST_ID = "0b5c6f1e-3d2a-4c8b-9e7f-1a2b3c4d5e6f"
@@ -262,71 +261,49 @@ def test_the_text_format_puts_the_request_id_and_the_lines_fields_on_one_line():
     assert line == f"INFO [{REQUEST_ID}] server.ingest: ingest event_id=e1 status=200"
 
 
-def test_datapusher_log_format_json_makes_every_line_a_json_object(tmp_path):
-    """As `make serve` and `make worker` run: the configured handler writes one object a line, the
-    common fields first."""
-    code = (
-        "import django, logging; django.setup(); "
-        "logging.getLogger('server.ingest').info('ingest', extra={'status': 200})"
-    )
+def test_make_serve_logs_one_json_object_a_line(services, tmp_path):
+    """`make serve` (gunicorn, the production settings) logs JSON: the ingest's line, common fields
+    first, with the request id the answer returns."""
     env = {
-        "PATH": "/usr/bin:/bin",
-        "SECRET_KEY": "x" * 50,
-        "DATAPUSHER_LOG_FORMAT": "json",
-        "DJANGO_SETTINGS_MODULE": "datapusher.settings",
-        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+        key: value
+        for key, value in production_env(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}").items()
+        if key != "DATAPUSHER_LOG_FORMAT"
     }
-    done = subprocess.run(  # noqa: S603 (our own interpreter and code)
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = ["make", "--no-print-directory", "serve", f"BIND=127.0.0.1:{port}", "WEB_CONCURRENCY=1"]
+    web = services(argv, env, lambda log: "Booting worker with pid" in log)
+    answer = http_call(
+        f"http://127.0.0.1:{port}", "GET", "/server/incoming_data", headers={"X-Request-ID": REQUEST_ID}
     )
-    line = json.loads(done.stderr)
-    assert list(line) == ["timestamp", "level", "logger", "message", "request_id", "status"]
+    assert (answer.status, answer.headers["X-Request-ID"]) == (405, REQUEST_ID)
+    wait_until(lambda: '"logger": "server.ingest"' in web.log.read_text(), 10, "no ingest line")
+    [line] = [
+        json.loads(text) for text in web.log.read_text().splitlines() if '"logger": "server.ingest"' in text
+    ]
+    assert list(line)[:5] == ["timestamp", "level", "logger", "message", "request_id"]
     assert _without_timing(line) == {
         "level": "INFO",
         "logger": "server.ingest",
         "message": "ingest",
-        "request_id": None,
-        "status": 200,
+        "request_id": REQUEST_ID,
+        "event_id": None,
+        "account_id": None,
+        "destinations": None,
+        "status": 405,
     }
 
 
-@pytest.mark.parametrize(
-    ("name", "value", "message"),
-    [
-        ("DATAPUSHER_LOG_FORMAT", "xml", "DATAPUSHER_LOG_FORMAT must be 'json' or 'text'."),
-        (
-            "DATAPUSHER_ALERT_URL",
-            "ftp://alerts.example.com/t0ken",
-            "DATAPUSHER_ALERT_URL must be an http(s) URL.",
-        ),
-        ("DATAPUSHER_ALERT_AFTER_FAILURES", "0", "DATAPUSHER_ALERT_AFTER_FAILURES must be at least 1."),
-    ],
-)
-def test_bad_log_and_alert_settings_are_refused(tmp_path, name, value, message):
-    """The settings do not load, saying why without repeating the value (a URL may hold a token)."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "SECRET_KEY": "x" * 50,
-        name: value,
-        "DATABASE_URL": f"sqlite:///{tmp_path}/db",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", "import datapusher.settings"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+def test_an_alert_url_that_is_not_http_stops_the_process_without_repeating_it(tmp_path):
+    """DATAPUSHER_ALERT_URL must be http(s); the error does not repeat the URL (it may hold a token)."""
+    env = production_env(
+        database_url=f"sqlite:///{tmp_path / 'db'}", DATAPUSHER_ALERT_URL="ftp://alerts.example.com/t0ken"
     )
-    assert done.returncode == 1
-    assert f"ImproperlyConfigured: {message}" in done.stderr
-    assert "t0ken" not in done.stderr
+    finished = python("-c", "import datapusher.settings", env=env)
+    assert finished.returncode == 1
+    assert "ImproperlyConfigured: DATAPUSHER_ALERT_URL must be an http(s) URL." in finished.stderr
+    assert "t0ken" not in finished.stderr
 
 
 def test_django_request_lines_hold_the_path_but_not_the_query_string(client, json_log):

@@ -31,6 +31,8 @@ from server.tests.conftest import production_env, python
         ("DATAPUSHER_DELIVERY_MODE", "later", "DATAPUSHER_DELIVERY_MODE must be 'sync' or 'queue'."),
         ("DATAPUSHER_ALLOWED_NETWORKS", "10.0.0.0/99", "DATAPUSHER_ALLOWED_NETWORKS:"),
         ("DATAPUSHER_INGEST_RATE_LIMIT", "50/fortnight", "DATAPUSHER_INGEST_RATE_LIMIT: Enter a rate"),
+        ("DATAPUSHER_LOG_FORMAT", "xml", "DATAPUSHER_LOG_FORMAT must be 'json' or 'text'."),
+        ("DATAPUSHER_ALERT_AFTER_FAILURES", "0", "DATAPUSHER_ALERT_AFTER_FAILURES must be at least 1."),
     ],
 )
 def test_a_setting_that_cannot_work_stops_the_process(variable, value, message):
