@@ -181,6 +181,18 @@ def test_the_notification_reaches_the_alert_url(client, receiver, settings, noti
     }
 
 
+def test_a_notification_answered_with_an_error_is_logged(client, receiver, settings, notifier, json_log):
+    """The operator's endpoint answers 503: a WARNING naming the status (not the URL), no retry."""
+    settings.DATAPUSHER_ALERT_URL = f"{receiver.url}/alerts?key=k3y"
+    receiver.respond = lambda handler: _answer(handler, 503 if handler.path.startswith("/alerts") else 500)
+    destination = DestinationFactory(url=f"{receiver.url}/in")
+    ingest(client, destination.account)
+    assert notifier.wait_idle(10)
+    assert [r.path for r in receiver.requests] == ["/in", "/alerts?key=k3y"]
+    assert ("alert notification not delivered: HTTP 503", "delivery_failed") in _warnings(json_log)
+    assert "k3y" not in json_log.stream.getvalue()
+
+
 def test_an_alert_url_that_never_answers_holds_up_nothing(
     client, receiver, settings, notifier, silent_listener, json_log
 ):
