@@ -59,6 +59,8 @@ migrate: install
 # do not leave a worker holding their memory (docs/deployment.md). Other C libraries ignore these.
 serve worker: export MALLOC_ARENA_MAX ?= 2
 serve worker: export MALLOC_MMAP_THRESHOLD_ ?= 131072
+# Production processes log one JSON object a line (docs/deployment.md, "Logs and alerts").
+serve worker dispatcher: export DATAPUSHER_LOG_FORMAT ?= json
 
 # gunicorn: WEB_CONCURRENCY processes of WEB_THREADS threads. A sync-mode ingest waits up to
 # connect + read timeout on its slowest destination, so threads, not processes, carry that wait;

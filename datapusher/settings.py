@@ -9,9 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from datapusher.validators import RATE, RATE_MESSAGE
+from datapusher.validators import RATE, RATE_MESSAGE, http_url_validator
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -171,12 +171,51 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "datapusher.schema.ingest_path",
 ]
 
+# Logs and alerts (docs/deployment.md). Every line carries the request id: X-Request-ID when it is a
+# valid UUID, else generated (django-guid), returned in the response, stored with the event for the
+# workers' lines. json: one object a line (make serve, worker, dispatcher); text: readable.
+INSTALLED_APPS += ["django_guid"]
+MIDDLEWARE.insert(0, "django_guid.middleware.guid_middleware")
+DJANGO_GUID = {"GUID_HEADER_NAME": "X-Request-ID", "VALIDATE_GUID": True, "EXPOSE_HEADER": False}
+DATAPUSHER_LOG_FORMAT = env.str("DATAPUSHER_LOG_FORMAT", default="text")
+if DATAPUSHER_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("DATAPUSHER_LOG_FORMAT must be 'json' or 'text'.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"}
+    },
+    "formatters": {
+        "json": {"()": "datapusher.logs.json_formatter"},
+        "text": {"()": "datapusher.logs.TextFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": DATAPUSHER_LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # django-guid says at INFO, on every request, whether an id was given, and at WARNING repeats
+    # an X-Request-ID it replaces: no header value is logged.
+    "loggers": {"django_guid": {"level": "ERROR"}},
 }
+# The worker logs through the same handler, not Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The alert hook: a WARNING line when a delivery fails for good, and when a destination's attempts
+# have failed this many times in a row (once, until one succeeds). With DATAPUSHER_ALERT_URL, also a
+# JSON notification POSTed there in the background (through server.http: its timeouts, its guard).
+DATAPUSHER_ALERT_AFTER_FAILURES = env.int("DATAPUSHER_ALERT_AFTER_FAILURES", default=5)
+if DATAPUSHER_ALERT_AFTER_FAILURES < 1:
+    raise ImproperlyConfigured("DATAPUSHER_ALERT_AFTER_FAILURES must be at least 1.")
+DATAPUSHER_ALERT_URL = env.str("DATAPUSHER_ALERT_URL", default="")
+if DATAPUSHER_ALERT_URL:
+    try:
+        http_url_validator(DATAPUSHER_ALERT_URL)
+    except ValidationError:  # the value itself is not repeated: it may hold a token
+        raise ImproperlyConfigured("DATAPUSHER_ALERT_URL must be an http(s) URL.") from None
 
 # Outbound delivery. Each request: connect timeout, read timeout, and an overall deadline of both
 # added together (seconds), however slowly a destination drips its answer.

@@ -31,6 +31,9 @@ class Destination(Authored):
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Failed attempts since the last successful one (server/services/alerts.py), changed only by
+    # relative or conditional UPDATEs so that concurrent senders count right.
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["id"]

@@ -19,6 +19,9 @@ class Event(models.Model):
     body = models.TextField(help_text="The JSON body exactly as received (UTF-8).")
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # The X-Request-ID of the ingest (given or generated): every log line about the event's
+    # deliveries carries it, in workers too. Empty for events stored outside a request.
+    request_id = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-received_at"]

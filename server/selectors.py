@@ -23,7 +23,7 @@ from server.models import Attempt, Delivery, DispatcherHeartbeat, Event
 # Its destination columns come in the model's field order, which from_db below relies on.
 _TARGET_SQL = """
     SELECT a.account_id, a.rate_limit, d.id, d.url, d.http_method, d.headers, d.signing_secret,
-        d.previous_signing_secret, d.previous_secret_expires_at
+        d.previous_signing_secret, d.previous_secret_expires_at, d.consecutive_failures
     FROM accounts_account a LEFT JOIN destinations_destination d ON d.account_id = a.account_id
     WHERE a.{column} = %s ORDER BY d.id
 """
@@ -40,6 +40,7 @@ _DESTINATION_FIELDS = (
     "signing_secret",
     "previous_signing_secret",
     "previous_secret_expires_at",
+    "consecutive_failures",
 )
 
 
@@ -75,10 +76,11 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
                 headers_field.from_db_value(headers, None, connection),
                 secret,
                 previous_secret,
-                _aware(expires_field.to_python(previous_expires)),
+                _aware(expires_field.to_python(expires)),
+                failures,
             ),
         )
-        for _, _, destination_id, url, method, headers, secret, previous_secret, previous_expires in rows
+        for _, _, destination_id, url, method, headers, secret, previous_secret, expires, failures in rows
         if destination_id is not None
     ]
     return IngestTarget(account_id=account_id, rate_limit=rows[0][1], destinations=destinations)

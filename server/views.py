@@ -15,6 +15,7 @@ from datapusher.filters import ListFiltersMixin
 from datapusher.ratelimit import limit_wait
 from datapusher.schema import DETAIL, FIELD_ERRORS
 from destinations.addresses import url_without_credentials
+from server.access_log import ingest_logged, ingest_note
 from server.filters import DeliveryFilter, EventFilter
 from server.metrics import ingests_counted
 from server.models import Delivery
@@ -46,6 +47,7 @@ ACCOUNT_BUSY_RETRY_AFTER_SECONDS = 1
 
 @csrf_exempt
 @ingests_counted
+@ingest_logged
 def incoming_data(request: HttpRequest) -> JsonResponse:
     """Receive a JSON object for the account owning the CL-X-TOKEN and push it to its destinations.
 
@@ -62,6 +64,7 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
     target = ingest_target_by_token(token=request.headers.get(TOKEN_HEADER, ""))
     if target is None:
         return ingest_error(status=401, message="Un Authenticate")
+    ingest_note(request, account_id=str(target.account_id))
     wait = limit_wait(
         group="ingest",
         key=str(target.account_id),
@@ -102,6 +105,7 @@ def incoming_data(request: HttpRequest) -> JsonResponse:
             message="Conflict",
             error=f"{EVENT_ID_HEADER} {external_id} was already used with a different body.",
         )
+    ingest_note(request, event_id=str(outcome.event.event_id), destinations=len(outcome.deliveries))
     return JsonResponse(
         {
             "success": True,

@@ -9,6 +9,7 @@ every database read and write happens on the calling thread.
 """
 
 import contextlib
+import contextvars
 import json
 import logging
 import random
@@ -27,11 +28,13 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from datapusher.logs import request_id_bound
 from datapusher.sql import db_value, rows_insert, rows_update
 from destinations.signing import signature
 from server import broker, http, metrics
 from server.models import Attempt, Delivery, Event
 from server.payload import payload_loads
+from server.services import alerts
 
 # Methods whose request carries the data as query parameters instead of a body.
 QUERY_METHODS = frozenset({"GET", "DELETE"})
@@ -234,7 +237,9 @@ def _submit(
     started = []
     for position, (index, request) in enumerate(requests):
         try:
-            started.append((index, executor.submit(_send_then_release, account_id, request)))
+            # In the caller's context: a line logged while sending carries its request id.
+            run = contextvars.copy_context().run
+            started.append((index, executor.submit(run, _send_then_release, account_id, request)))
         except BaseException:  # the pool is shutting down
             for _ in requests[position:]:
                 bulkhead.release(account_id)
@@ -313,6 +318,7 @@ class _Change:
 
     fields: dict[str, Any]
     attempt: dict[str, Any] | None
+    number: int = 0  # the attempt's number in its delivery's log
 
 
 def _clean_text(text: str) -> str:
@@ -343,14 +349,6 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Chang
         status = Delivery.Status.SUCCEEDED
     else:
         status = Delivery.Status.FAILED if delay is None else Delivery.Status.PENDING
-        logger.warning(
-            "delivery %s to destination %s failed (attempt %s, %s): %s",
-            delivery.delivery_id,
-            delivery.destination_id,
-            attempt_count,
-            "retrying" if delay is not None else "final",
-            error,
-        )
     fields = {
         "status": status,
         "last_status_code": status_code,
@@ -370,7 +368,7 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Chang
         "started_at": datetime.fromtimestamp(started, tz=UTC),
         "finished_at": finished_at,
     }
-    return _Change(fields=fields, attempt=attempt)
+    return _Change(fields=fields, attempt=attempt, number=attempt_count)
 
 
 # The lease ends with every write its holder makes.
@@ -411,9 +409,10 @@ def _deliveries_attempt(*, deliveries: Sequence[Delivery], payloads: Mapping[Any
 
 def _deliveries_record(
     *, deliveries: Sequence[Delivery], changes: Sequence[_Change], lease_id: uuid.UUID
-) -> None:
+) -> list[Delivery]:
     """Log the attempts and write each delivery's change (from _deliveries_attempt), in memory too,
-    where the delivery is still held under `lease_id`. Run it inside a transaction.
+    where the delivery is still held under `lease_id`; returns those whose lease was taken over
+    (as their new holder has them). Run it inside a transaction.
 
     Two statements whatever the number of deliveries: one INSERT of the attempts, one UPDATE of the
     attempted deliveries still held. A delivery not started, or whose lease was taken over, is then
@@ -466,6 +465,7 @@ def _deliveries_record(
             lease_id,
         )
         delivery.refresh_from_db()
+    return taken_over
 
 
 def deliveries_send(
@@ -482,7 +482,7 @@ def deliveries_send(
     if not deliveries and processed is None:
         return
     with transaction.atomic():
-        _deliveries_record(deliveries=deliveries, changes=changes, lease_id=lease_id)
+        taken_over = _deliveries_record(deliveries=deliveries, changes=changes, lease_id=lease_id)
         if processed is not None:
             processed.processed_at = timezone.now()
             rows_update(
@@ -491,6 +491,46 @@ def deliveries_send(
                 fields=["processed_at"],
                 rows=[(processed.pk, processed.processed_at)],
             )
+    _attempts_report(deliveries=deliveries, changes=changes, taken_over=taken_over)
+
+
+# An attempt's line: what its outcome made of the delivery (pending: tried again later).
+_OUTCOMES = {
+    Delivery.Status.SUCCEEDED: "succeeded",
+    Delivery.Status.PENDING: "retrying",
+    Delivery.Status.FAILED: "failed",
+}
+ERROR_LOG_CHARS = 200
+
+
+def _attempts_report(
+    *, deliveries: Sequence[Delivery], changes: Sequence[_Change], taken_over: Sequence[Delivery]
+) -> None:
+    """One INFO line per recorded attempt; the alert hook for deliveries that failed for good (this
+    attempt's outcome written) and for destinations that keep failing."""
+    counted = []
+    for delivery, change in zip(deliveries, changes, strict=True):
+        if change.attempt is None:
+            continue
+        status = change.fields["status"]
+        logger.info(
+            "attempt",
+            extra={
+                "event_id": str(delivery.event_id),
+                "delivery_id": str(delivery.delivery_id),
+                "destination_id": delivery.destination_id,
+                "method": change.fields["http_method"],
+                "attempt": change.number,
+                "outcome": _OUTCOMES[status],
+                "status_code": change.attempt["status_code"],
+                "duration_ms": change.attempt["duration_ms"],
+                "error": change.attempt["error"][:ERROR_LOG_CHARS] or None,
+            },
+        )
+        if status == Delivery.Status.FAILED and delivery not in taken_over:
+            alerts.delivery_failed_alert(delivery=delivery)
+        counted.append((delivery, status == Delivery.Status.SUCCEEDED))
+    alerts.destination_failures_count(attempts=counted)
 
 
 def _outcome_write(*, delivery: Delivery, change: _Change, lease_id: uuid.UUID, now: datetime) -> bool:
@@ -544,6 +584,7 @@ def delivery_attempt_due(*, delivery_pk: int) -> None:
     orphaned = [d for d in claimed if d.destination is None]
     _fail_orphaned(deliveries=orphaned, lease_id=lease_id)
     sendable = [d for d in claimed if d.destination is not None]
-    deliveries_send(
-        deliveries=sendable, lease_id=lease_id, payloads=event_payloads(events=(d.event for d in sendable))
-    )
+    # Its lines carry the id of the request that ingested the event, whoever published the task.
+    payloads = event_payloads(events=(d.event for d in sendable))
+    with request_id_bound(claimed[0].event.request_id if claimed else None):
+        deliveries_send(deliveries=sendable, lease_id=lease_id, payloads=payloads)

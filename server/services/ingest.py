@@ -12,6 +12,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from accounts.models import Account
+from datapusher.logs import current_request_id
 from datapusher.sql import objects_insert
 from server.models import Delivery, Event
 from server.payload import payload_parse
@@ -43,7 +44,8 @@ def _event_store(
     *, target: IngestTarget, text: str, external_id: str | None, lease_id: uuid.UUID | None
 ) -> tuple[Event, list[Delivery]]:
     """One transaction of two statements: the event and a pending delivery per destination, leased
-    to `lease_id` if given; with none, handed to the broker once committed."""
+    to `lease_id` if given; with none, handed to the broker once committed. The event keeps the
+    current request id, for the lines of its deliveries' later attempts."""
     now = timezone.now()
     lease_expires_at = None if lease_id is None else now + lease_duration()
     # Queue mode: the ingest is done once stored and handed over; sync mode: once sent (written then).
@@ -54,6 +56,7 @@ def _event_store(
         body=text,
         received_at=now,
         processed_at=processed_at,
+        request_id=current_request_id() or "",
     )
     deliveries = [
         Delivery(

@@ -1,5 +1,9 @@
 """Fixtures for the integration suites: a real broker, real worker, dispatcher and gunicorn processes."""
 
+import io
+import json
+import logging
+import logging.config
 import os
 import re
 import signal
@@ -269,26 +273,6 @@ def gunicorn(services) -> Callable[..., WebServer]:
     return start
 
 
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never says a word."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def accept():
-        while True:
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield listener.getsockname()[1]
-    listener.close()
-    for conn in held:
-        conn.close()
-
-
 class SilentBroker:
     """A TCP proxy in front of the test Redis that can go silent: paused, it accepts connections and
     never answers (as a paused or wedged broker does); resumed, it forwards again, dropping the
@@ -372,3 +356,61 @@ def sqlite_site(gunicorn, tmp_path) -> Callable[..., Site]:
         return Site(server=gunicorn(database_url=database_url, **overrides), api_token=api_token)
 
     return start
+
+
+@dataclass
+class JsonLog:
+    """The lines the JSON log format wrote, as objects."""
+
+    stream: io.StringIO
+
+    def lines(self, *loggers: str) -> list[dict]:
+        """Every line so far, or those of the named loggers, parsed."""
+        parsed = [json.loads(line) for line in self.stream.getvalue().splitlines()]
+        return [line for line in parsed if not loggers or line["logger"] in loggers]
+
+
+@pytest.fixture
+def json_log(settings) -> Iterator[JsonLog]:
+    """The root logger also writes through the `json` formatter and `request_id` filter that
+    settings.LOGGING configures (DATAPUSHER_LOG_FORMAT=json), into a buffer."""
+    configurator = logging.config.DictConfigurator(settings.LOGGING)
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(configurator.configure_formatter(dict(settings.LOGGING["formatters"]["json"])))
+    handler.addFilter(configurator.configure_filter(dict(settings.LOGGING["filters"]["request_id"])))
+    logging.getLogger().addHandler(handler)
+    yield JsonLog(stream=handler.stream)
+    logging.getLogger().removeHandler(handler)
+
+
+@dataclass
+class SilentListener:
+    port: int
+    accepted: list[socket.socket]
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[SilentListener]:
+    """A local port that accepts connections and never says a word (the connections in `accepted`)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield SilentListener(port=listener.getsockname()[1], accepted=held)
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.fixture
+def silent_port(silent_listener) -> int:
+    """A port that accepts connections and never says a word."""
+    return silent_listener.port
