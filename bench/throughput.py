@@ -17,10 +17,11 @@ and what the receiver got, which must be one request per destination and ingest.
 Usage:  .venv/bin/python bench/throughput.py [--apps datapusher naive ceiling]
             [--databases sqlite postgresql] [--clients 16] [--seconds 10] [--web-threads 8]
             [--web-concurrency 2] [--keep-alive | --python-clients]
-            [--ingest-rate-limit RATE] [--redis-counters]
+            [--ingest-rate-limit RATE] [--redis-counters] [--log-level ERROR]
 With --ingest-rate-limit (e.g. 1000000/second, a limit the load never reaches) the per-account
 limiter counts every ingest, as in production (off by default); --redis-counters counts in Redis
-(REDIS_URL=redis://127.0.0.1:6379/13) rather than in each process's memory.
+(REDIS_URL=redis://127.0.0.1:6379/13) rather than in each process's memory. --log-level INFO writes
+the line per ingest and per attempt that production writes (the default, ERROR, keeps runs quiet).
 """
 
 import argparse
@@ -193,6 +194,7 @@ def main() -> None:
     parser.add_argument("--web-concurrency", default="2")
     parser.add_argument("--ingest-rate-limit", default="off", help="DATAPUSHER_INGEST_RATE_LIMIT")
     parser.add_argument("--redis-counters", action="store_true", help="REDIS_URL: counters in Redis")
+    parser.add_argument("--log-level", default="ERROR", help="LOG_LEVEL of the app's processes")
     client = parser.add_mutually_exclusive_group()
     client.add_argument("--keep-alive", action="store_true", help="wrk keeps its connections open")
     client.add_argument("--python-clients", action="store_true", help="Python threads even with wrk")
@@ -203,7 +205,7 @@ def main() -> None:
         f"sync throughput: {DESTINATIONS} destinations answering at once, {args.clients} clients, "
         f"{args.seconds:g} s, make serve with WEB_CONCURRENCY={args.web_concurrency} "
         f"WEB_THREADS={args.web_threads}, DATAPUSHER_INGEST_RATE_LIMIT={args.ingest_rate_limit}, "
-        f"counters {'in Redis' if args.redis_counters else 'per process'}"
+        f"counters {'in Redis' if args.redis_counters else 'per process'}, LOG_LEVEL={args.log_level}"
     )
     if args.wrk:
         connections = "kept alive" if args.keep_alive else "Connection: close, a new one per ingest"
@@ -218,6 +220,7 @@ def main() -> None:
             WEB_THREADS=args.web_threads,
             WEB_CONCURRENCY=args.web_concurrency,
             DATAPUSHER_INGEST_RATE_LIMIT=args.ingest_rate_limit,
+            LOG_LEVEL=args.log_level,
             **({"REDIS_URL": REDIS_COUNTERS} if args.redis_counters else {}),
         )
         benchlib.manage(env, "migrate", "-v0")
