@@ -4,15 +4,30 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Account
 from datapusher.services import model_update
+from destinations.auth import SECRET_FIELD, CredentialsUnavailable, auth_none, secret_encrypt
 from destinations.models import Destination
 from destinations.signing import generate_signing_secret
 
-DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers")
+DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers", "auth", "auth_secret")
+
+
+def _auth_stored(*, auth: Mapping[str, str]) -> dict[str, Any]:
+    """The model fields of a validated `auth`: its readable part, and its secret encrypted.
+    Raises ValidationError when there is a secret and no key to encrypt it with."""
+    secret_field = SECRET_FIELD.get(auth["type"])
+    readable = {name: value for name, value in auth.items() if name != secret_field}
+    if secret_field is None:
+        return {"auth": readable, "auth_secret": ""}
+    try:
+        return {"auth": readable, "auth_secret": secret_encrypt(auth[secret_field])}
+    except CredentialsUnavailable as err:
+        raise ValidationError({"auth": f"Credentials cannot be stored: {err}."}) from None
 
 
 def _destination_save(*, destination: Destination, update_fields: list[str] | None = None) -> Destination:
@@ -27,11 +42,19 @@ def destination_create(
     url: str,
     http_method: str,
     headers: dict[str, str],
+    auth: Mapping[str, str] | None = None,
     by: AbstractBaseUser | None = None,
 ) -> Destination:
-    """Create a destination for `account`. Raises ValidationError on an invalid field."""
+    """Create a destination for `account`, its `auth` secret encrypted. Raises ValidationError on an
+    invalid field, or on credentials without DATAPUSHER_ENCRYPTION_KEYS."""
     destination = Destination(
-        account=account, url=url, http_method=http_method, headers=headers, created_by=by, updated_by=by
+        account=account,
+        url=url,
+        http_method=http_method,
+        headers=headers,
+        **_auth_stored(auth=auth or auth_none()),
+        created_by=by,
+        updated_by=by,
     )
     return _destination_save(destination=destination)
 
@@ -39,7 +62,10 @@ def destination_create(
 def destination_update(
     *, destination: Destination, data: Mapping[str, Any], by: AbstractBaseUser | None = None
 ) -> Destination:
-    """Update the editable fields present in `data`. Raises ValidationError on an invalid field."""
+    """Update the editable fields present in `data` (an `auth` replaces the one stored, secret
+    included). Raises ValidationError on an invalid field, or on credentials without a key."""
+    if "auth" in data:
+        data = {**data, **_auth_stored(auth=data["auth"])}
     return model_update(
         instance=destination,
         fields=DESTINATION_EDITABLE_FIELDS,

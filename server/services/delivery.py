@@ -30,11 +30,13 @@ from django.utils import timezone
 
 from datapusher.logs import request_id_bound
 from datapusher.sql import db_value, rows_insert, rows_update
+from destinations.auth import AuthType
 from destinations.signing import signature
 from server import broker, http, metrics
 from server.models import Attempt, Delivery, Event
 from server.payload import payload_loads
 from server.services import alerts
+from server.services.credentials import authorizer_for
 
 # Methods whose request carries the data as query parameters instead of a body.
 QUERY_METHODS = frozenset({"GET", "DELETE"})
@@ -47,6 +49,10 @@ LEASE_GRACE = timedelta(seconds=10)
 # spread so that a flooding account's deliveries do not all come back at once.
 NOT_STARTED_DELAY_SECONDS = (1.0, 5.0)
 NOT_STARTED = "not started: the account or this process has too many deliveries in flight; still pending"
+# A destination with OAuth 2.0 credentials answered 401: its delivery is sent once more, at once, with
+# a new access token (by this sender; due this much later for anyone else, should this one stop).
+REAUTHORIZED = "destination answered HTTP 401; sending once more with a new access token"
+REAUTHORIZE_DELAY = timedelta(seconds=60)
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +62,16 @@ Payload = tuple[bytes, dict[str, Any] | None]
 SendResult = tuple[http.OutboundResponse | http.OutboundError, float, float]  # outcome, unix start, seconds
 
 
+def send_deadline(request: Mapping[str, Any]) -> float:
+    """The longest a delivery's send may take: one request's deadline, two when it may first fetch
+    an access token."""
+    authorizer = request.get("authorizer")
+    return http.deadline_seconds() * (2 if authorizer is not None and authorizer.fetches_token else 1)
+
+
 def lease_duration() -> timedelta:
-    return timedelta(seconds=http.deadline_seconds() + FAN_OUT_GRACE_SECONDS) + LEASE_GRACE
+    longest_send = 2 * http.deadline_seconds()  # send_deadline() of one that fetches a token
+    return timedelta(seconds=longest_send + FAN_OUT_GRACE_SECONDS) + LEASE_GRACE
 
 
 def unleased(*, now: datetime) -> Q:
@@ -117,6 +131,8 @@ def _outbound_request(*, delivery: Delivery, payload: Payload) -> dict[str, Any]
     headers["webhook-timestamp"] = str(timestamp)
     secrets = destination.signing_secrets(now=timezone.now())
     return {
+        # Adds Authorization on the sending thread (where an access token may be fetched).
+        "authorizer": authorizer_for(destination=destination),
         "method": destination.http_method,
         "url": destination.url,
         "headers": headers,
@@ -223,9 +239,25 @@ def _executor_get() -> ThreadPoolExecutor:
         return _executor
 
 
+def _authorized_send(*, authorizer, **request) -> SendResult:
+    """http.timed_send with the destination's credentials, never raising; nothing is sent when
+    they cannot be had. A 401 tells the authorizer its token was refused."""
+    if authorizer is None:
+        return http.timed_send(**request)
+    started, clock = time.time(), time.monotonic()
+    try:
+        authorization = authorizer.headers()
+    except http.OutboundError as err:
+        return err, started, time.monotonic() - clock
+    result = http.timed_send(**{**request, "headers": {**request["headers"], **authorization}})
+    if isinstance(result[0], http.OutboundResponse) and result[0].status_code == 401:
+        authorizer.refused(authorization)
+    return result
+
+
 def _send_then_release(account_id: Any, request: dict[str, Any]) -> SendResult:
     try:
-        return http.timed_send(**request)
+        return _authorized_send(**request)
     finally:
         bulkhead.release(account_id)
 
@@ -266,9 +298,9 @@ def _fan_out(requests: Sequence[tuple[Any, dict[str, Any]]]) -> list[SendResult 
             if held.enter_context(bulkhead.hold(account_id)):
                 granted = bulkhead.take(account_id, len(indexes))
                 started += _submit(executor, account_id, [(i, requests[i][1]) for i in indexes[:granted]])
-        deadline = http.deadline_seconds()
-        give_up_at = clock + deadline + FAN_OUT_GRACE_SECONDS
         for index, future in started:
+            deadline = send_deadline(requests[index][1])
+            give_up_at = clock + deadline + FAN_OUT_GRACE_SECONDS
             try:
                 results[index] = future.result(timeout=max(give_up_at - time.monotonic(), 0))
             except FuturesTimeout:  # stuck where the watchdog cannot reach, such as a DNS lookup
@@ -280,14 +312,30 @@ def _fan_out(requests: Sequence[tuple[Any, dict[str, Any]]]) -> list[SendResult 
 # --- Claiming and recording -----------------------------------------------------------------------
 
 
-def deliveries_claim(*, deliveries: QuerySet[Delivery], lease_id: uuid.UUID) -> list[Delivery]:
-    """Lease those of `deliveries` that nobody holds (one conditional UPDATE); returns them, with
-    their event and destination. The others are being sent by someone else right now."""
+def _lease_unleased(*, deliveries: QuerySet[Delivery], lease_id: uuid.UUID) -> None:
     now = timezone.now()
     deliveries.filter(unleased(now=now)).update(
         lease_id=lease_id, lease_expires_at=now + lease_duration(), updated_at=now
     )
+
+
+def deliveries_claim(*, deliveries: QuerySet[Delivery], lease_id: uuid.UUID) -> list[Delivery]:
+    """Lease those of `deliveries` that nobody holds (one conditional UPDATE); returns them, with
+    their event and destination. The others are being sent by someone else right now."""
+    _lease_unleased(deliveries=deliveries, lease_id=lease_id)
     return list(Delivery.objects.select_related("event", "destination").filter(lease_id=lease_id))
+
+
+def _lease(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> list[Delivery]:
+    """Lease those of `deliveries` (in memory, with their event and destination) still pending and
+    held by nobody; returns them, their lease set in memory too."""
+    pending = Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=Delivery.Status.PENDING)
+    _lease_unleased(deliveries=pending, lease_id=lease_id)
+    held = dict(Delivery.objects.filter(lease_id=lease_id).values_list("pk", "lease_expires_at"))
+    for delivery in deliveries:
+        if delivery.pk in held:
+            delivery.lease_id, delivery.lease_expires_at = lease_id, held[delivery.pk]
+    return [d for d in deliveries if d.pk in held]
 
 
 # What an attempt's log entry holds, and what its outcome changes on the delivery.
@@ -319,15 +367,17 @@ class _Change:
     fields: dict[str, Any]
     attempt: dict[str, Any] | None
     number: int = 0  # the attempt's number in its delivery's log
+    reauthorize: bool = False  # sent again at once with a new access token (REAUTHORIZED)
 
 
 def _clean_text(text: str) -> str:
     return text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
 
 
-def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Change:
+def _outcome(*, delivery: Delivery, result: SendResult, retries: bool, reauthorize: bool) -> _Change:
     """The delivery's fields after this attempt. A retryable failure with `retries` and tries left
-    stays pending, due after the retry schedule's wait."""
+    stays pending, due after the retry schedule's wait; with `reauthorize`, a 401 to an access token
+    stays pending, to be sent again at once (REAUTHORIZED)."""
     outcome, started, duration = result
     retry_after = None
     if isinstance(outcome, http.OutboundResponse):
@@ -343,7 +393,14 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Chang
     finished_at = datetime.fromtimestamp(started + duration, tz=UTC)
     attempt_count = delivery.attempt_count + 1
     delay = None
-    if not succeeded and retries and outcome.retryable:
+    reauthorize = (
+        reauthorize
+        and status_code == 401
+        and delivery.destination.auth_type == AuthType.OAUTH2_CLIENT_CREDENTIALS
+    )
+    if reauthorize:
+        error, delay = REAUTHORIZED, REAUTHORIZE_DELAY.total_seconds()
+    elif not succeeded and retries and outcome.retryable:
         delay = retry_delay(attempt_count=attempt_count, retry_after=retry_after)
     if succeeded:
         status = Delivery.Status.SUCCEEDED
@@ -368,7 +425,7 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Chang
         "started_at": datetime.fromtimestamp(started, tz=UTC),
         "finished_at": finished_at,
     }
-    return _Change(fields=fields, attempt=attempt, number=attempt_count)
+    return _Change(fields=fields, attempt=attempt, number=attempt_count, reauthorize=reauthorize)
 
 
 # The lease ends with every write its holder makes.
@@ -384,7 +441,9 @@ def _not_started(now: datetime) -> _Change:
     return _Change(fields=fields, attempt=None)
 
 
-def _deliveries_attempt(*, deliveries: Sequence[Delivery], payloads: Mapping[Any, Payload]) -> list[_Change]:
+def _deliveries_attempt(
+    *, deliveries: Sequence[Delivery], payloads: Mapping[Any, Payload], reauthorize: bool
+) -> list[_Change]:
     """Attempt each delivery (all with their destination) once, at once, within this process's
     limits; returns what each outcome changes, for _deliveries_record. Touches no database.
 
@@ -402,7 +461,9 @@ def _deliveries_attempt(*, deliveries: Sequence[Delivery], payloads: Mapping[Any
     )
     now = timezone.now()
     return [
-        _not_started(now) if result is None else _outcome(delivery=d, result=result, retries=retries)
+        _not_started(now)
+        if result is None
+        else _outcome(delivery=d, result=result, retries=retries, reauthorize=reauthorize)
         for d, result in zip(deliveries, results, strict=True)
     ]
 
@@ -474,11 +535,14 @@ def deliveries_send(
     lease_id: uuid.UUID,
     payloads: Mapping[Any, Payload],
     processed: Event | None = None,
+    reauthorize: bool = True,
 ) -> None:
     """Attempt each delivery (all held under `lease_id`, all with their destination) once, at once,
     and record the outcomes in one transaction; with `processed` (the sync ingest's event), set its
-    processed_at in that same transaction. Failures are recorded, never raised."""
-    changes = _deliveries_attempt(deliveries=deliveries, payloads=payloads)
+    processed_at in that same transaction. Failures are recorded, never raised. With `reauthorize`,
+    those a destination answered 401 with an access token are then sent once more (a new lease),
+    with a new one."""
+    changes = _deliveries_attempt(deliveries=deliveries, payloads=payloads, reauthorize=reauthorize)
     if not deliveries and processed is None:
         return
     with transaction.atomic():
@@ -492,6 +556,11 @@ def deliveries_send(
                 rows=[(processed.pk, processed.processed_at)],
             )
     _attempts_report(deliveries=deliveries, changes=changes, taken_over=taken_over)
+    again = [d for d, c in zip(deliveries, changes, strict=True) if c.reauthorize and d not in taken_over]
+    if again:
+        lease_id = uuid.uuid4()
+        again = _lease(deliveries=again, lease_id=lease_id)
+        deliveries_send(deliveries=again, lease_id=lease_id, payloads=payloads, reauthorize=False)
 
 
 # An attempt's line: what its outcome made of the delivery (pending: tried again later).
