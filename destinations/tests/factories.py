@@ -19,5 +19,7 @@ class DestinationFactory(factory.django.DjangoModelFactory):
         """With `auth` (as the API takes it), stored as the API stores it: its secret encrypted."""
         destination = super()._create(model_class, *args, **kwargs)
         if auth is not None:
+            account = destination.account  # with the app secret token the factory left on it
             destination_update(destination=destination, data={"auth": auth})
+            destination.account = account
         return destination

@@ -99,6 +99,16 @@ def test_auth_left_out_is_none(api_client):
             {"token": ["A bearer token: letters, digits and -._~+/ then any = (RFC 6750)."]},
         ),
         ({"type": "digest"}, {"type": ['"digest" is not a valid choice.']}),
+        (
+            {
+                "type": "oauth2_client_credentials",
+                "token_url": TOKEN_URL,
+                "client_id": "c",
+                "client_secret": "s",
+                "scope": 'a "b"',
+            },
+            {"scope": ['Space-separated scopes of visible characters but " and \\ (RFC 6749).']},
+        ),
         ({"type": "none", "realm": "x"}, {"realm": ["Unknown field."]}),
         (
             {
@@ -214,6 +224,19 @@ def test_patch_without_auth_keeps_the_credentials(api_client):
     assert response.status_code == 200
     assert response.json()["auth"] == {"type": "basic", "username": "u"}
     assert Destination.objects.get(pk=destination.pk).credentials()["password"] == "pw"
+
+
+def test_put_without_auth_keeps_the_credentials(api_client):
+    """A PUT built from a read (which has no secret) and leaving `auth` out keeps the credentials."""
+    destination = DestinationFactory(auth={"type": "bearer", "token": "t0k"})
+    body = {
+        "account": str(destination.account_id),
+        "url": "https://hooks.example.com/3",
+        "http_method": "PUT",
+    }
+    response = api_client.put(f"{LIST_URL}{destination.pk}/", body, format="json")
+    assert (response.status_code, response.json()["auth"]) == (200, {"type": "bearer"})
+    assert Destination.objects.get(pk=destination.pk).credentials()["token"] == "t0k"
 
 
 def test_patch_with_auth_replaces_it(api_client):

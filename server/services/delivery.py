@@ -36,7 +36,7 @@ from server import broker, http, metrics
 from server.models import Attempt, Delivery, Event
 from server.payload import payload_loads
 from server.services import alerts
-from server.services.credentials import authorizer_for
+from server.services.credentials import Authorizer, authorizer_for
 
 # Methods whose request carries the data as query parameters instead of a body.
 QUERY_METHODS = frozenset({"GET", "DELETE"})
@@ -239,7 +239,7 @@ def _executor_get() -> ThreadPoolExecutor:
         return _executor
 
 
-def _authorized_send(*, authorizer, **request) -> SendResult:
+def _authorized_send(*, authorizer: Authorizer | None = None, **request) -> SendResult:
     """http.timed_send with the destination's credentials, never raising; nothing is sent when
     they cannot be had. A 401 tells the authorizer its token was refused."""
     if authorizer is None:
