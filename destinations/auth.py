@@ -55,11 +55,20 @@ def secret_encrypt(secret: str) -> str:
     return _keys().encrypt(secret.encode()).decode()
 
 
-def secret_decrypt(encrypted: str) -> str:
-    """The secret `encrypted` holds. Raises CredentialsUnavailable when no key decrypts it."""
+def _key_operation(operation: str, encrypted: str) -> str:
     try:
-        return _keys().decrypt(encrypted.encode()).decode()
+        return getattr(_keys(), operation)(encrypted.encode()).decode()
     except InvalidToken:
         raise CredentialsUnavailable(
             "no key of DATAPUSHER_ENCRYPTION_KEYS decrypts the stored credentials"
         ) from None
+
+
+def secret_decrypt(encrypted: str) -> str:
+    """The secret `encrypted` holds. Raises CredentialsUnavailable when no key decrypts it."""
+    return _key_operation("decrypt", encrypted)
+
+
+def secret_reencrypt(encrypted: str) -> str:
+    """The same secret encrypted with the first key. Raises CredentialsUnavailable when no key decrypts it."""
+    return _key_operation("rotate", encrypted)

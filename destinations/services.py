@@ -10,7 +10,13 @@ from django.utils import timezone
 
 from accounts.models import Account
 from datapusher.services import model_update
-from destinations.auth import SECRET_FIELD, CredentialsUnavailable, auth_none, secret_encrypt
+from destinations.auth import (
+    SECRET_FIELD,
+    CredentialsUnavailable,
+    auth_none,
+    secret_encrypt,
+    secret_reencrypt,
+)
 from destinations.models import Destination
 from destinations.signing import generate_signing_secret
 
@@ -94,3 +100,20 @@ def destination_rotate_secret(*, destination: Destination, by: AbstractBaseUser 
     )
     destination.refresh_from_db()
     return destination
+
+
+def destination_credentials_reencrypt() -> tuple[int, list[int]]:
+    """Encrypt every stored credential again with the first of DATAPUSHER_ENCRYPTION_KEYS, so that
+    the keys after it can then be removed. Each row is rewritten only if its secret is still the one
+    read (a credential saved meanwhile is already under the first key). Returns how many were
+    rewritten, and the ids of the destinations whose credentials no key decrypts (left as they are)."""
+    rewritten, undecryptable = 0, []
+    stored = Destination.objects.exclude(auth_secret="").values_list("pk", "auth_secret")
+    for pk, encrypted in stored.iterator():
+        try:
+            reencrypted = secret_reencrypt(encrypted)
+        except CredentialsUnavailable:
+            undecryptable.append(pk)
+            continue
+        rewritten += Destination.objects.filter(pk=pk, auth_secret=encrypted).update(auth_secret=reencrypted)
+    return rewritten, undecryptable

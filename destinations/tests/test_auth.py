@@ -1,9 +1,11 @@
 """Destination credentials in the API and the admin: validated per type, write-only, encrypted at rest."""
 
+import io
 import secrets
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core.management import CommandError, call_command
 from django.db import connection
 from knox.models import AuthToken
 from rest_framework.test import APIClient
@@ -273,3 +275,28 @@ def test_admin_shows_the_auth_with_its_secret_masked(admin_client):
     page = admin_client.get(f"/admin/destinations/destination/{destination.pk}/change/").content.decode()
     assert "type: basic, username: ana, password: ********" in page
     assert password not in page
+
+
+def test_reencrypt_credentials_moves_them_to_the_first_key(settings):
+    """After a new key is put first, reencrypt_credentials lets the old key be removed."""
+    old = settings.DATAPUSHER_ENCRYPTION_KEYS[0]
+    password = secrets.token_urlsafe(16)
+    destination = DestinationFactory(auth={"type": "basic", "username": "u", "password": password})
+    new = Fernet.generate_key().decode()
+    settings.DATAPUSHER_ENCRYPTION_KEYS = [new, old]
+    out = io.StringIO()
+    call_command("reencrypt_credentials", stdout=out)
+    assert out.getvalue() == "Encrypted the credentials of 1 destinations with the first key.\n"
+    settings.DATAPUSHER_ENCRYPTION_KEYS = [new]
+    assert Destination.objects.get(pk=destination.pk).credentials()["password"] == password
+
+
+def test_reencrypt_credentials_names_those_no_key_decrypts(settings):
+    """Credentials no key decrypts are left as they are, and the command fails naming them."""
+    destination = DestinationFactory(auth={"type": "bearer", "token": "t"})
+    settings.DATAPUSHER_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(CommandError) as raised:
+        call_command("reencrypt_credentials", stdout=io.StringIO())
+    assert str(raised.value) == (
+        f"No key decrypts the credentials of destinations {destination.pk}; left as they are."
+    )
