@@ -93,9 +93,11 @@ def _token_fetch(credentials: dict[str, str]) -> _Token:
         raise CredentialsError("token endpoint answered without a usable access_token")
     if isinstance(token_type, str) and token_type.lower() != "bearer":
         raise CredentialsError(f"token endpoint answered token_type {token_type[:20]!r}, not Bearer")
-    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+    if isinstance(expires_in, str) and expires_in.isdecimal():  # some servers quote it
+        expires_in = int(expires_in)
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and 0 <= expires_in < 2**31:
         return _Token(token, time.monotonic() + expires_in - TOKEN_EXPIRY_MARGIN)
-    return _Token(token, None)
+    return _Token(token, None)  # absent or unusable: kept until a destination refuses it
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,13 @@ def _authorized_send(*, authorizer: Authorizer | None = None, **request) -> Send
         authorization = authorizer.headers()
     except http.OutboundError as err:
         return err, started, time.monotonic() - clock
+    except Exception as err:  # as http.timed_send: one destination never breaks the others
+        logger.exception("unexpected error authenticating to destination %s", authorizer.destination_pk)
+        return (
+            http.OutboundError(f"unexpected error: {type(err).__name__}"),
+            started,
+            time.monotonic() - clock,
+        )
     result = http.timed_send(**{**request, "headers": {**request["headers"], **authorization}})
     if isinstance(result[0], http.OutboundResponse) and result[0].status_code == 401:
         authorizer.refused(authorization)

@@ -125,6 +125,16 @@ def test_oauth_token_is_fetched_once_and_kept_until_it_expires(client, receiver)
     assert [r.headers["Authorization"] for r in tokens.hooks()] == [f"Bearer {tokens.issued[0]}"] * 2
 
 
+@pytest.mark.parametrize("expires_in", ["3600", None, 10**400, -5])
+def test_oauth_token_without_a_usable_expires_in_is_kept_until_refused(client, receiver, expires_in):
+    """A quoted expires_in counts; one absent, huge or negative keeps the token until a 401."""
+    tokens = TokenServer(receiver, expires_in=expires_in)
+    destination = oauth_destination(receiver, secrets.token_urlsafe(16))
+    for _ in range(2):
+        assert ingest(client, destination.account).json()["deliveries"][0]["status"] == "succeeded"
+    assert len(tokens.fetches()) == 1
+
+
 def test_oauth_token_past_its_expiry_margin_is_fetched_again(client, receiver):
     """A token whose expires_in is within the 30 s margin is not kept: each delivery fetches one."""
     tokens = TokenServer(receiver, expires_in=30)
@@ -323,3 +333,22 @@ def test_leases_outlast_a_token_fetch_and_a_send(settings):
     """A lease lasts two deadlines (a token fetch, then the request), the 1 s grace and 10 s more."""
     settings.DATAPUSHER_CONNECT_TIMEOUT, settings.DATAPUSHER_READ_TIMEOUT = 5, 10
     assert lease_duration() == timedelta(seconds=41)
+
+
+def test_an_unexpected_error_authenticating_fails_that_delivery_only(client, receiver, monkeypatch):
+    """A bug reached while authenticating one destination fails its delivery; the others are sent."""
+
+    def broken(self):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("server.services.credentials.Authorizer.headers", broken)
+    destination = DestinationFactory(
+        url=f"{receiver.url}/hook", headers={}, auth={"type": "bearer", "token": "t"}
+    )
+    DestinationFactory(account=destination.account, url=f"{receiver.url}/plain", headers={})
+    entries = ingest(client, destination.account).json()["deliveries"]
+    assert [(e["status"], e["error"]) for e in entries] == [
+        ("failed", "unexpected error: RuntimeError"),
+        ("succeeded", None),
+    ]
+    assert [r.path for r in receiver.requests] == ["/plain"]
