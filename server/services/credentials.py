@@ -15,7 +15,6 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,14 +38,20 @@ class CredentialsError(http.OutboundError):
 class _Token:
     value: str
     expires_at: float | None  # time.monotonic(); None: until a destination refuses it
+    credentials: str = field(default="", repr=False)  # the fingerprint of those it was fetched with
+
+    def usable(self, *, credentials: str) -> bool:
+        fresh = self.expires_at is None or self.expires_at > time.monotonic()
+        return fresh and self.credentials == credentials
 
 
-_tokens: dict[Hashable, _Token] = {}
-_locks: dict[Hashable, threading.Lock] = {}
+# By destination id: one entry and one lock per destination this process has sent to.
+_tokens: dict[int, _Token] = {}
+_locks: dict[int, threading.Lock] = {}
 _locks_lock = threading.Lock()
 
 
-def _lock(key: Hashable) -> threading.Lock:
+def _lock(key: int) -> threading.Lock:
     with _locks_lock:
         return _locks.setdefault(key, threading.Lock())
 
@@ -55,7 +60,7 @@ def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def _token_fetch(credentials: dict[str, str]) -> _Token:
+def _token_fetch(credentials: dict[str, str], fingerprint: str) -> _Token:
     """A new access token from the token URL. Raises CredentialsError."""
     form = {"grant_type": "client_credentials"}
     if credentials.get("scope"):
@@ -96,8 +101,8 @@ def _token_fetch(credentials: dict[str, str]) -> _Token:
     if isinstance(expires_in, str) and expires_in.isdecimal():  # some servers quote it
         expires_in = int(expires_in)
     if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and 0 <= expires_in < 2**31:
-        return _Token(token, time.monotonic() + expires_in - TOKEN_EXPIRY_MARGIN)
-    return _Token(token, None)  # absent or unusable: kept until a destination refuses it
+        return _Token(token, time.monotonic() + expires_in - TOKEN_EXPIRY_MARGIN, fingerprint)
+    return _Token(token, None, fingerprint)  # absent or unusable: kept until a destination refuses it
 
 
 @dataclass(frozen=True)
@@ -115,9 +120,8 @@ class Authorizer:
         """Whether a send may first fetch an access token (taking one more request's deadline)."""
         return self.auth_type == AuthType.OAUTH2_CLIENT_CREDENTIALS
 
-    def _key(self) -> Hashable:
-        fingerprint = hashlib.sha256(json.dumps(self.credentials, sort_keys=True).encode()).hexdigest()
-        return (self.destination_pk, fingerprint)
+    def _fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.credentials, sort_keys=True).encode()).hexdigest()
 
     def headers(self) -> dict[str, str]:
         """The headers that authenticate the request. Raises CredentialsError."""
@@ -127,11 +131,11 @@ class Authorizer:
             return {"Authorization": _basic(self.credentials["username"], self.credentials["password"])}
         if self.auth_type == AuthType.BEARER:
             return {"Authorization": f"Bearer {self.credentials['token']}"}
-        key = self._key()
+        key, fingerprint = self.destination_pk, self._fingerprint()
         with _lock(key):
             token = _tokens.get(key)
-            if token is None or (token.expires_at is not None and token.expires_at <= time.monotonic()):
-                token = _tokens[key] = _token_fetch(self.credentials)
+            if token is None or not token.usable(credentials=fingerprint):
+                token = _tokens[key] = _token_fetch(self.credentials, fingerprint)
         return {"Authorization": f"Bearer {token.value}"}
 
     def refused(self, headers: dict[str, str]) -> None:
@@ -139,7 +143,7 @@ class Authorizer:
         refused is dropped (unless another send has replaced it already), so the next send fetches."""
         if not self.fetches_token:
             return
-        key = self._key()
+        key = self.destination_pk
         with _lock(key):
             token = _tokens.get(key)
             if token is not None and headers.get("Authorization") == f"Bearer {token.value}":

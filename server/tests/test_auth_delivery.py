@@ -9,12 +9,13 @@ import urllib.parse
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
-from server.models import Delivery
+from server.models import Delivery, Event
 from server.services.credentials import authorizer_for
-from server.services.delivery import REAUTHORIZED, lease_duration
+from server.services.delivery import REAUTHORIZED, delivery_attempt_due, lease_duration
 from server.tests.helpers import ingest
 
 pytestmark = pytest.mark.django_db
@@ -352,3 +353,45 @@ def test_an_unexpected_error_authenticating_fails_that_delivery_only(client, rec
         ("succeeded", None),
     ]
     assert [r.path for r in receiver.requests] == ["/plain"]
+
+
+def test_changed_credentials_fetch_a_new_token(client, receiver, api_client):
+    """A token is kept for the credentials it was fetched with: after an update, a new one is fetched."""
+    tokens = TokenServer(receiver, expires_in=3600)
+    client_secret = secrets.token_urlsafe(16)
+    destination = oauth_destination(receiver, client_secret)
+    ingest(client, destination.account)
+    auth = {**destination.auth, "client_secret": client_secret, "scope": "write"}
+    assert (
+        api_client.patch(f"/api/destinations/{destination.pk}/", {"auth": auth}, format="json").status_code
+        == 200
+    )
+    ingest(client, destination.account)
+    assert [r.body for r in tokens.fetches()] == [
+        b"grant_type=client_credentials",
+        b"grant_type=client_credentials&scope=write",
+    ]
+
+
+def test_a_workers_attempt_fetches_a_new_token_on_a_401_too(receiver):
+    """The worker's step (queue mode, retries) also sends once more with a new token after a 401."""
+    tokens = TokenServer(receiver, expires_in=3600)
+    destination = oauth_destination(receiver, secrets.token_urlsafe(16))
+    event = Event.objects.create(account=destination.account, body='{"a": 1}')
+    deliveries = [
+        Delivery.objects.create(
+            event=event,
+            destination=destination,
+            url=destination.url,
+            http_method="POST",
+            next_attempt_at=timezone.now(),
+        )
+        for _ in range(2)
+    ]
+    delivery_attempt_due(delivery_pk=deliveries[0].pk)
+    tokens.issued.append(secrets.token_urlsafe(24))  # rotated: the kept token is refused now
+    delivery_attempt_due(delivery_pk=deliveries[1].pk)
+    statuses = [list(d.attempts.order_by("id").values_list("status_code", flat=True)) for d in deliveries]
+    assert statuses == [[200], [401, 200]]
+    assert Delivery.objects.get(pk=deliveries[1].pk).status == Delivery.Status.SUCCEEDED
+    assert len(tokens.fetches()) == 2
