@@ -38,10 +38,10 @@ def ingest(
     return client.post(INGEST_URL, body, content_type=content_type, headers=headers, **extra)
 
 
-def pending_delivery(**fields) -> Delivery:
-    """A pending delivery of a fresh event to a fresh POST destination at https://h.example.com/,
-    due now unless `fields` say otherwise."""
-    destination = DestinationFactory(url="https://h.example.com/")
+def pending_delivery(*, destination=None, **fields) -> Delivery:
+    """A pending delivery of a fresh event to `destination` (by default a fresh POST destination at
+    https://h.example.com/), due now unless `fields` say otherwise."""
+    destination = destination or DestinationFactory(url="https://h.example.com/")
     event = Event.objects.create(account=destination.account, body='{"a": 1}')
     fields.setdefault("next_attempt_at", timezone.now())
     return Delivery.objects.create(

@@ -9,14 +9,13 @@ import urllib.parse
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
-from server.models import Delivery, Event
+from server.models import Delivery
 from server.services.credentials import authorizer_for
 from server.services.delivery import REAUTHORIZED, delivery_attempt_due, lease_duration
-from server.tests.helpers import ingest
+from server.tests.helpers import ingest, pending_delivery
 
 pytestmark = pytest.mark.django_db
 
@@ -377,17 +376,7 @@ def test_a_workers_attempt_fetches_a_new_token_on_a_401_too(receiver):
     """The worker's step (queue mode, retries) also sends once more with a new token after a 401."""
     tokens = TokenServer(receiver, expires_in=3600)
     destination = oauth_destination(receiver, secrets.token_urlsafe(16))
-    event = Event.objects.create(account=destination.account, body='{"a": 1}')
-    deliveries = [
-        Delivery.objects.create(
-            event=event,
-            destination=destination,
-            url=destination.url,
-            http_method="POST",
-            next_attempt_at=timezone.now(),
-        )
-        for _ in range(2)
-    ]
+    deliveries = [pending_delivery(destination=destination) for _ in range(2)]
     delivery_attempt_due(delivery_pk=deliveries[0].pk)
     tokens.issued.append(secrets.token_urlsafe(24))  # rotated: the kept token is refused now
     delivery_attempt_due(delivery_pk=deliveries[1].pk)
