@@ -1,4 +1,5 @@
 import functools
+import urllib.parse
 import uuid
 from collections.abc import Callable
 
@@ -55,6 +56,14 @@ class AdministeredAccountField(serializers.PrimaryKeyRelatedField):
         return account_administered_list(user=self.context["request"].user)
 
 
+def validate_no_userinfo(url: str) -> None:
+    """The client id and secret authenticate to a token URL: none in it (they would replace them)."""
+    if "@" in urllib.parse.urlsplit(url).netloc:
+        raise serializers.ValidationError(
+            "A token URL without user:password@ (client_id and client_secret authenticate)."
+        )
+
+
 def _secret_field(**kwargs) -> serializers.CharField:
     return serializers.CharField(
         write_only=True, required=False, trim_whitespace=False, max_length=4096, **kwargs
@@ -85,7 +94,7 @@ class DestinationAuthSerializer(serializers.Serializer):
     token_url = HttpUrlField(
         required=False,
         max_length=2048,
-        validators=[validate_destination_address],
+        validators=[validate_destination_address, validate_no_userinfo],
         help_text="oauth2_client_credentials: the token endpoint (the same SSRF guard as `url`).",
     )
     client_id = serializers.CharField(

@@ -104,6 +104,15 @@ def test_auth_left_out_is_none(api_client):
         (
             {
                 "type": "oauth2_client_credentials",
+                "token_url": "https://id:pw@auth.example.com/token",
+                "client_id": "c",
+                "client_secret": "s",
+            },
+            {"token_url": ["A token URL without user:password@ (client_id and client_secret authenticate)."]},
+        ),
+        (
+            {
+                "type": "oauth2_client_credentials",
                 "token_url": TOKEN_URL,
                 "client_id": "c",
                 "client_secret": "s",
