@@ -69,9 +69,20 @@ def send_deadline(request: Mapping[str, Any]) -> float:
     return http.deadline_seconds() * (2 if authorizer is not None and authorizer.fetches_token else 1)
 
 
-def lease_duration() -> timedelta:
-    longest_send = 2 * http.deadline_seconds()  # send_deadline() of one that fetches a token
+def lease_duration(*, fetches_token: bool = False) -> timedelta:
+    """How long a lease lasts: the longest send (send_deadline) + grace + time for the writes."""
+    longest_send = http.deadline_seconds() * (2 if fetches_token else 1)
     return timedelta(seconds=longest_send + FAN_OUT_GRACE_SECONDS) + LEASE_GRACE
+
+
+def _leases_extend_for_token_fetches(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> None:
+    """Deliveries whose send may first fetch an access token keep their lease one deadline longer
+    (one UPDATE, only when there are such deliveries)."""
+    fetching = [d.pk for d in deliveries if d.destination.auth_type == AuthType.OAUTH2_CLIENT_CREDENTIALS]
+    if fetching:
+        Delivery.objects.filter(pk__in=fetching, lease_id=lease_id).update(
+            lease_expires_at=timezone.now() + lease_duration(fetches_token=True)
+        )
 
 
 def unleased(*, now: datetime) -> Q:
@@ -549,6 +560,7 @@ def deliveries_send(
     processed_at in that same transaction. Failures are recorded, never raised. With `reauthorize`,
     those a destination answered 401 with an access token are then sent once more (a new lease),
     with a new one."""
+    _leases_extend_for_token_fetches(deliveries=deliveries, lease_id=lease_id)
     changes = _deliveries_attempt(deliveries=deliveries, payloads=payloads, reauthorize=reauthorize)
     if not deliveries and processed is None:
         return

@@ -9,10 +9,12 @@ import urllib.parse
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
 from server.models import Delivery
+from server.services import delivery as delivery_module
 from server.services.credentials import authorizer_for
 from server.services.delivery import REAUTHORIZED, delivery_attempt_due, lease_duration
 from server.tests.helpers import ingest, pending_delivery
@@ -330,9 +332,33 @@ def test_a_401_whose_resend_another_sender_holds_stays_pending_a_minute(client, 
 
 
 def test_leases_outlast_a_token_fetch_and_a_send(settings):
-    """A lease lasts two deadlines (a token fetch, then the request), the 1 s grace and 10 s more."""
+    """A lease lasts a deadline, the 1 s grace and 10 s more; two deadlines where a token may be fetched."""
     settings.DATAPUSHER_CONNECT_TIMEOUT, settings.DATAPUSHER_READ_TIMEOUT = 5, 10
-    assert lease_duration() == timedelta(seconds=41)
+    assert (lease_duration(), lease_duration(fetches_token=True)) == (
+        timedelta(seconds=26),
+        timedelta(seconds=41),
+    )
+
+
+def test_an_oauth_delivery_is_sent_under_the_longer_lease(client, receiver, monkeypatch):
+    """When an OAuth destination's delivery is sent, its lease runs two deadlines; a plain one's, one."""
+    TokenServer(receiver, expires_in=3600)
+    destination = oauth_destination(receiver, secrets.token_urlsafe(16))
+    DestinationFactory(account=destination.account, url=f"{receiver.url}/plain", headers={})
+    leases = []
+    fan_out = delivery_module._fan_out
+
+    def observed(requests):
+        now = timezone.now()
+        leases.extend((d.destination_id, d.lease_expires_at - now) for d in Delivery.objects.order_by("id"))
+        return fan_out(requests)
+
+    monkeypatch.setattr(delivery_module, "_fan_out", observed)
+    ingest(client, destination.account)
+    [(oauth_id, oauth_lease), (_, plain_lease)] = leases
+    assert oauth_id == destination.pk
+    assert timedelta(seconds=40) < oauth_lease <= timedelta(seconds=41)
+    assert timedelta(seconds=25) < plain_lease <= timedelta(seconds=26)
 
 
 def test_an_unexpected_error_authenticating_fails_that_delivery_only(client, receiver, monkeypatch):
