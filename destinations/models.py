@@ -59,6 +59,11 @@ class Destination(Authored):
     def auth_type(self) -> str:
         return self.auth.get("type", AuthType.NONE)
 
+    @property
+    def auth_fetches_token(self) -> bool:
+        """Whether its requests carry an OAuth 2.0 access token, fetched from its token URL."""
+        return self.auth_type == AuthType.OAUTH2_CLIENT_CREDENTIALS
+
     def credentials(self) -> dict[str, str]:
         """`auth` with its secret decrypted. Raises CredentialsUnavailable when no key decrypts it."""
         secret_field = SECRET_FIELD.get(self.auth_type)

@@ -113,12 +113,8 @@ class Authorizer:
     auth_type: str
     credentials: dict[str, str] = field(repr=False)
     destination_pk: int
+    fetches_token: bool  # a send may first fetch an access token (one more request's deadline)
     unavailable: str = ""  # why the credentials cannot be read, if they cannot
-
-    @property
-    def fetches_token(self) -> bool:
-        """Whether a send may first fetch an access token (taking one more request's deadline)."""
-        return self.auth_type == AuthType.OAUTH2_CLIENT_CREDENTIALS
 
     def _fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.credentials, sort_keys=True).encode()).hexdigest()
@@ -162,5 +158,6 @@ def authorizer_for(*, destination: Destination) -> Authorizer | None:
         auth_type=destination.auth_type,
         credentials=credentials,
         destination_pk=destination.pk,
+        fetches_token=destination.auth_fetches_token,
         unavailable=unavailable,
     )

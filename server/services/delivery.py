@@ -30,7 +30,6 @@ from django.utils import timezone
 
 from datapusher.logs import request_id_bound
 from datapusher.sql import db_value, rows_insert, rows_update
-from destinations.auth import AuthType
 from destinations.signing import signature
 from server import broker, http, metrics
 from server.models import Attempt, Delivery, Event
@@ -62,23 +61,27 @@ Payload = tuple[bytes, dict[str, Any] | None]
 SendResult = tuple[http.OutboundResponse | http.OutboundError, float, float]  # outcome, unix start, seconds
 
 
-def send_deadline(request: Mapping[str, Any]) -> float:
+def _send_seconds(*, fetches_token: bool) -> float:
     """The longest a delivery's send may take: one request's deadline, two when it may first fetch
     an access token."""
+    return http.deadline_seconds() * (2 if fetches_token else 1)
+
+
+def send_deadline(request: Mapping[str, Any]) -> float:
+    """_send_seconds for a request made by _outbound_request."""
     authorizer = request.get("authorizer")
-    return http.deadline_seconds() * (2 if authorizer is not None and authorizer.fetches_token else 1)
+    return _send_seconds(fetches_token=authorizer is not None and authorizer.fetches_token)
 
 
 def lease_duration(*, fetches_token: bool = False) -> timedelta:
-    """How long a lease lasts: the longest send (send_deadline) + grace + time for the writes."""
-    longest_send = http.deadline_seconds() * (2 if fetches_token else 1)
-    return timedelta(seconds=longest_send + FAN_OUT_GRACE_SECONDS) + LEASE_GRACE
+    """How long a lease lasts: the longest send + grace + time for the writes."""
+    return timedelta(seconds=_send_seconds(fetches_token=fetches_token) + FAN_OUT_GRACE_SECONDS) + LEASE_GRACE
 
 
 def _leases_extend_for_token_fetches(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> None:
     """Deliveries whose send may first fetch an access token keep their lease one deadline longer
     (one UPDATE, only when there are such deliveries)."""
-    fetching = [d.pk for d in deliveries if d.destination.auth_type == AuthType.OAUTH2_CLIENT_CREDENTIALS]
+    fetching = [d.pk for d in deliveries if d.destination.auth_fetches_token]
     if fetching:
         Delivery.objects.filter(pk__in=fetching, lease_id=lease_id).update(
             lease_expires_at=timezone.now() + lease_duration(fetches_token=True)
@@ -411,11 +414,7 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool, reauthori
     finished_at = datetime.fromtimestamp(started + duration, tz=UTC)
     attempt_count = delivery.attempt_count + 1
     delay = None
-    reauthorize = (
-        reauthorize
-        and status_code == 401
-        and delivery.destination.auth_type == AuthType.OAUTH2_CLIENT_CREDENTIALS
-    )
+    reauthorize = reauthorize and status_code == 401 and delivery.destination.auth_fetches_token
     if reauthorize:
         error, delay = REAUTHORIZED, REAUTHORIZE_DELAY.total_seconds()
     elif not succeeded and retries and outcome.retryable:
