@@ -73,6 +73,13 @@ def send_deadline(request: Mapping[str, Any]) -> float:
     return _send_seconds(fetches_token=authorizer is not None and authorizer.fetches_token)
 
 
+def longest_wait_seconds(*, fetches_token: bool) -> float:
+    """The longest deliveries_send may take for a delivery: its send and the grace, and for one with
+    OAuth credentials the same again (sent once more with a new token after a 401)."""
+    once = _send_seconds(fetches_token=fetches_token) + FAN_OUT_GRACE_SECONDS
+    return 2 * once if fetches_token else once
+
+
 def lease_duration(*, fetches_token: bool = False) -> timedelta:
     """How long a lease lasts: the longest send + grace + time for the writes."""
     return timedelta(seconds=_send_seconds(fetches_token=fetches_token) + FAN_OUT_GRACE_SECONDS) + LEASE_GRACE

@@ -10,9 +10,10 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import QuerySet
 
-from server import broker, http
+from destinations.auth import AuthType
+from server import broker
 from server.models import Delivery, Event
-from server.services.delivery import FAN_OUT_GRACE_SECONDS, deliveries_claim, deliveries_send, event_payloads
+from server.services.delivery import deliveries_claim, deliveries_send, event_payloads, longest_wait_seconds
 from server.services.dispatch import deliveries_schedule_now, queue_mode
 
 # Why a delivery selected for resending was not sent (Resend.skipped's keys).
@@ -85,9 +86,15 @@ def deliveries_resend(*, deliveries: QuerySet[Delivery], failed_only: bool = Fal
     else:
         taken, tried = [], 0
         started = time.monotonic()
-        longest_group = http.deadline_seconds() + FAN_OUT_GRACE_SECONDS
         time_up_at = started + settings.DATAPUSHER_ADMIN_ACTION_SECONDS
+        # Those whose send may fetch an OAuth access token (and send again after a 401) take longer.
+        fetching = set(
+            deliveries.filter(destination__auth__type=AuthType.OAUTH2_CLIENT_CREDENTIALS).values_list(
+                "pk", flat=True
+            )
+        )
         for group in itertools.batched(candidates, settings.DATAPUSHER_ADMIN_SEND_CONCURRENCY, strict=False):
+            longest_group = longest_wait_seconds(fetches_token=not fetching.isdisjoint(group))
             if tried and time.monotonic() + longest_group > time_up_at:
                 skipped[SKIPPED_OUT_OF_TIME] += len(candidates) - tried
                 break

@@ -17,6 +17,7 @@ from server.models import Delivery
 from server.services import delivery as delivery_module
 from server.services.credentials import authorizer_for
 from server.services.delivery import REAUTHORIZED, delivery_attempt_due, lease_duration
+from server.services.log import SKIPPED_OUT_OF_TIME, deliveries_resend
 from server.tests.helpers import ingest, pending_delivery
 
 pytestmark = pytest.mark.django_db
@@ -410,3 +411,17 @@ def test_a_workers_attempt_fetches_a_new_token_on_a_401_too(receiver):
     assert statuses == [[200], [401, 200]]
     assert Delivery.objects.get(pk=deliveries[1].pk).status == Delivery.Status.SUCCEEDED
     assert len(tokens.fetches()) == 2
+
+
+def test_operator_resend_keeps_time_for_token_fetches(receiver, settings, silent_listener):
+    """Sent from the admin without a broker, a group with OAuth deliveries is started only while a
+    token fetch, the send and a second round after a 401 could all end in the action's time."""
+    settings.DATAPUSHER_ADMIN_SEND_CONCURRENCY = 2
+    settings.DATAPUSHER_ADMIN_ACTION_SECONDS = 4.0  # a plain group (0.6 s + 1 s) would fit twice
+    settings.DATAPUSHER_CONNECT_TIMEOUT = settings.DATAPUSHER_READ_TIMEOUT = 0.3
+    token_url = f"http://127.0.0.1:{silent_listener.port}/token"
+    destination = oauth_destination(receiver, secrets.token_urlsafe(16), token_url=token_url)
+    deliveries = [pending_delivery(destination=destination, status="failed") for _ in range(4)]
+    resend = deliveries_resend(deliveries=Delivery.objects.filter(pk__in=[d.pk for d in deliveries]))
+    assert (len(resend.taken), dict(resend.skipped)) == (2, {SKIPPED_OUT_OF_TIME: 2})
+    assert receiver.requests == []
