@@ -4,6 +4,7 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework.permissions import SAFE_METHODS, AllowAny
 
 from accounts.permissions import AccountRolePermission
+from destinations.models import Destination
 
 DETAIL = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
 FIELD_ERRORS = {
@@ -186,9 +187,10 @@ INGEST_SCHEMAS = {
         "type": "object",
         "properties": {
             "delivery_id": {"type": "string", "format": "uuid"},
-            "destination_id": {"type": "integer"},
+            # null: the destination was deleted since (a duplicate's answer, the first event's deliveries).
+            "destination_id": {"type": "integer", "nullable": True},
             "url": {"type": "string", "description": "The destination's URL, without credentials."},
-            "http_method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH"]},
+            "http_method": {"type": "string", "enum": Destination.HttpMethod.values},
             "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
             "status_code": {"type": "integer", "nullable": True},
             "error": {"type": "string", "nullable": True},

@@ -96,6 +96,7 @@ DOCS = (
     ("doc-api", "The API contract, every error case", "docs/api.md"),
     ("doc-delivery", "The delivery engine", "docs/delivery.md"),
     ("doc-deployment", "Deploying, monitoring, the dashboard", "docs/deployment.md"),
+    ("doc-admin", "The operator console (the admin)", "docs/admin.md"),
 )
 
 

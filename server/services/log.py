@@ -50,6 +50,23 @@ def _redeliver(*, deliveries: QuerySet[Delivery], queued: bool) -> list[Delivery
     return sorted(claimed, key=lambda d: d.pk)
 
 
+class ActionClock:
+    """The time bound of an operator's action that sends (the admin's): a send (or a group of them,
+    each within the usual deadline) may start only while it could end within
+    DATAPUSHER_ADMIN_ACTION_SECONDS of the action's start; the first may always start."""
+
+    def __init__(self) -> None:
+        self.time_up_at = time.monotonic() + settings.DATAPUSHER_ADMIN_ACTION_SECONDS
+        self.longest_send = http.deadline_seconds() + FAN_OUT_GRACE_SECONDS
+        self.started = False
+
+    def may_start(self) -> bool:
+        if self.started and time.monotonic() + self.longest_send > self.time_up_at:
+            return False
+        self.started = True
+        return True
+
+
 @dataclass(frozen=True)
 class Resend:
     """What deliveries_resend did: the deliveries it took (with their new outcome when sent here),
@@ -84,11 +101,9 @@ def deliveries_resend(*, deliveries: QuerySet[Delivery], failed_only: bool = Fal
         tried = len(candidates)
     else:
         taken, tried = [], 0
-        started = time.monotonic()
-        longest_group = http.deadline_seconds() + FAN_OUT_GRACE_SECONDS
-        time_up_at = started + settings.DATAPUSHER_ADMIN_ACTION_SECONDS
+        clock = ActionClock()
         for group in itertools.batched(candidates, settings.DATAPUSHER_ADMIN_SEND_CONCURRENCY, strict=False):
-            if tried and time.monotonic() + longest_group > time_up_at:
+            if not clock.may_start():
                 skipped[SKIPPED_OUT_OF_TIME] += len(candidates) - tried
                 break
             taken += _redeliver(deliveries=Delivery.objects.filter(pk__in=group), queued=False)

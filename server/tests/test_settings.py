@@ -38,6 +38,12 @@ from server.tests.helpers import fenced_blocks, http_exchange
         ("SECURE_PROXY_SSL_HEADER", "HTTP_X_FORWARDED_PROTO", "SECURE_PROXY_SSL_HEADER must be a header"),
         ("DATAPUSHER_LOG_FORMAT", "xml", "DATAPUSHER_LOG_FORMAT must be 'json' or 'text'."),
         ("DATAPUSHER_ALERT_AFTER_FAILURES", "0", "DATAPUSHER_ALERT_AFTER_FAILURES must be at least 1."),
+        (
+            "REDIS_URL",
+            "unix:///run/redis.sock",
+            "REDIS_URL must be a redis://, rediss:// or redis+unix:// URL",
+        ),
+        ("DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES", "0", "DATAPUSHER_ADMIN_SEND_CONCURRENCY and"),
     ],
 )
 def test_a_setting_that_cannot_work_stops_the_process(variable, value, message):
