@@ -309,7 +309,7 @@ def _destination_stats(
 
 def destination_stats_get(*, destination: Destination, since: datetime, now: datetime) -> DestinationStats:
     """`destination`'s attempts started from `since` to `now` (both included), in one query
-    whatever their number; zeros and Nones without any."""
+    whatever their number; without any, zeros and Nones (and no account_name: not read for that)."""
     found = _destination_stats(since=since, now=now, destination_id=destination.pk)
     if found:
         return found[0]
