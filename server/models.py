@@ -101,6 +101,17 @@ class Attempt(models.Model):
     """One HTTP try of a delivery."""
 
     delivery = models.ForeignKey(Delivery, on_delete=models.DB_CASCADE, related_name="attempts")
+    # The delivery's destination when it was attempted, kept here so that a destination's attempts
+    # in a time window are one range of the index below (a destination's stats) rather than a join
+    # through all its deliveries ever.
+    destination = models.ForeignKey(
+        Destination,
+        on_delete=models.DB_SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # attempt_destination_started leads with it
+    )
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True, default="", help_text="The first 4 KiB of the answer.")
     error = models.TextField(blank=True, default="")
@@ -113,6 +124,8 @@ class Attempt(models.Model):
         indexes = [
             # The dashboard's day of attempts (server/selectors.py: dashboard_get).
             models.Index(fields=["started_at"], name="attempt_started"),
+            # One destination's attempts in a window (server/selectors.py: destination_stats_get).
+            models.Index(fields=["destination", "started_at"], name="attempt_destination_started"),
         ]
 
     def __str__(self) -> str:

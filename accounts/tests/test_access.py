@@ -126,6 +126,7 @@ MATRIX = [
     ),
     ("POST", "/api/destinations/{D}/rotate-secret/", None, False, (401, 404, 403, 200, 200)),
     ("GET", "/api/destinations/{D}/secret/", None, False, (401, 404, 403, 200, 200)),
+    ("GET", "/api/destinations/{D}/stats/?window=7d", None, False, (401, 404, 200, 200, 200)),
     ("DELETE", "/api/destinations/{D}/", None, False, (401, 404, 403, 204, 204)),
     ("GET", "/api/events/", None, False, (401, 200, 200, 200, 200)),
     ("GET", "/api/events/{E}/", None, False, (401, 404, 200, 200, 200)),

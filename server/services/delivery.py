@@ -293,6 +293,7 @@ def deliveries_claim(*, deliveries: QuerySet[Delivery], lease_id: uuid.UUID) -> 
 # What an attempt's log entry holds, and what its outcome changes on the delivery.
 ATTEMPT_FIELDS = (
     "delivery",
+    "destination",
     "status_code",
     "response_body",
     "error",
@@ -361,6 +362,7 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Chang
     }
     attempt = {
         "delivery": delivery.pk,
+        "destination": delivery.destination_id,
         "status_code": status_code,
         "response_body": _clean_text(excerpt),
         "error": error,

@@ -56,7 +56,7 @@ def four_destinations():
     return hundred, three, one, twenty
 
 
-def stats(destination, *, attempts, failed, p50, p95):
+def stats(destination, *, attempts, failed, p50, p95, last_success, last_failure):
     return DestinationStats(
         destination_id=destination.pk,
         url=destination.url,
@@ -65,6 +65,8 @@ def stats(destination, *, attempts, failed, p50, p95):
         failed=failed,
         p50_ms=p50,
         p95_ms=p95,
+        last_success_at=last_success,
+        last_failure_at=last_failure,
     )
 
 
@@ -96,17 +98,18 @@ def test_deliveries_per_clock_hour_and_status():
 
 
 def test_percentiles_and_failures_per_destination(four_destinations):
-    """Each destination's attempts in the window, failed ones, and the nearest-rank p50 and p95 of
-    their durations; attempts before the window and to deleted destinations are left out."""
+    """Each destination's attempts in the window, failed ones, the nearest-rank p50 and p95 of their
+    durations and the last success and failure; attempts before the window and to deleted
+    destinations are left out."""
     hundred, three, one, twenty = four_destinations
     orphan = attempts(DestinationFactory(), [5000])
     orphan.destination.delete()
     dashboard = dashboard_get(now=NOW)
     assert sorted(dashboard.destinations, key=lambda d: d.destination_id) == [
-        stats(hundred, attempts=100, failed=20, p50=50, p95=95),
-        stats(three, attempts=3, failed=3, p50=20, p95=30),
-        stats(one, attempts=1, failed=0, p50=7, p95=7),
-        stats(twenty, attempts=20, failed=0, p50=10, p95=19),
+        stats(hundred, attempts=100, failed=20, p50=50, p95=95, last_success=SINCE, last_failure=SINCE),
+        stats(three, attempts=3, failed=3, p50=20, p95=30, last_success=None, last_failure=SINCE),
+        stats(one, attempts=1, failed=0, p50=7, p95=7, last_success=SINCE, last_failure=None),
+        stats(twenty, attempts=20, failed=0, p50=10, p95=19, last_success=NOW, last_failure=None),
     ]
     assert [d.failure_percent for d in sorted(dashboard.destinations, key=lambda d: d.destination_id)] == [
         20.0,

@@ -110,6 +110,7 @@ def test_success_is_logged_as_event_delivery_and_attempt(client, account, receiv
         "",
     )
     assert attempt.started_at <= attempt.finished_at
+    assert attempt.destination_id == destination.id
     assert entry == {
         "delivery_id": str(delivery.delivery_id),
         "destination_id": destination.id,
