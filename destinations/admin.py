@@ -6,6 +6,7 @@ from accounts.admin import LIST_AND_PAGE, AuthoredAdmin, autocomplete_filter, ch
 from destinations.addresses import url_without_credentials
 from destinations.models import Destination
 from destinations.services import destination_rotate_secret
+from server.services.lifecycle import destination_resume
 
 
 def _show_signing_secrets(request: HttpRequest, destination: Destination) -> None:
@@ -21,14 +22,14 @@ def _show_signing_secrets(request: HttpRequest, destination: Destination) -> Non
 
 @admin.register(Destination)
 class DestinationAdmin(AuthoredAdmin):
-    list_display = ["target", "account_link", "created_at", "deliveries"]
+    list_display = ["target", "account_link", "enabled", "disabled_reason", "created_at", "deliveries"]
     list_display_links = ["target"]
-    list_filter = ["http_method", autocomplete_filter("account", "account")]
+    list_filter = ["enabled", "http_method", autocomplete_filter("account", "account")]
     list_select_related = ["account"]
     search_fields = ["url", "account__email", "account__account_name"]
     autocomplete_fields = ["account"]
-    readonly_fields = ["deliveries", "created_at", "updated_at"]
-    actions = ["rotate_secret", "show_secret"]
+    readonly_fields = ["deliveries", "disabled_reason", "created_at", "updated_at"]
+    actions = ["resume", "rotate_secret", "show_secret"]
 
     @admin.display(description="destination", ordering="url")
     def target(self, destination: Destination) -> str:
@@ -58,3 +59,18 @@ class DestinationAdmin(AuthoredAdmin):
         for destination in queryset:
             rotated = destination_rotate_secret(destination=destination, by=request.user)
             _show_signing_secrets(request, rotated)
+
+    @admin.action(
+        description="Resume: enable and send the paused deliveries",
+        permissions=["change"],
+        location=LIST_AND_PAGE,
+    )
+    def resume(self, request: HttpRequest, queryset) -> None:
+        for destination in queryset:
+            resumed = destination_resume(destination=destination, by=request.user)
+            messages.success(
+                request,
+                f"{destination} resumed: {resumed.resumed} paused deliveries made pending, "
+                f"{resumed.sent} sent "
+                f"({resumed.succeeded} succeeded), {resumed.pending} pending.",
+            )

@@ -1,6 +1,6 @@
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -10,25 +10,24 @@ from datapusher.filters import ListFiltersMixin
 from destinations.models import Destination
 from destinations.selectors import destination_list
 from destinations.serializers import (
+    DestinationDeletedSerializer,
+    DestinationResumeSerializer,
     DestinationSecretSerializer,
     DestinationSerializer,
     credentials_visible_to,
 )
-from destinations.services import (
-    destination_create,
-    destination_delete,
-    destination_rotate_secret,
-    destination_update,
-)
+from destinations.services import destination_create, destination_rotate_secret, destination_update
+from server.services.lifecycle import destination_delete, destination_resume
 
 
 class DestinationFilter(filters.FilterSet):
     account = filters.UUIDFilter(field_name="account_id", help_text="Only this account's destinations.")
     http_method = filters.ChoiceFilter(choices=Destination.HttpMethod.choices)
+    enabled = filters.BooleanFilter(help_text="Only the enabled (true) or the disabled (false) ones.")
 
     class Meta:
         model = Destination
-        fields = ["account", "http_method"]
+        fields = ["account", "http_method", "enabled"]
 
 
 class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
@@ -61,8 +60,23 @@ class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
             destination=serializer.instance, data=serializer.validated_data, by=self.request.user
         )
 
-    def perform_destroy(self, instance):
-        destination_delete(destination=instance)
+    @extend_schema(
+        responses=OpenApiResponse(
+            DestinationDeletedSerializer, description="Deleted; how many unsent deliveries went with it."
+        )
+    )
+    def destroy(self, request, *args, **kwargs):
+        """Delete the destination; its deliveries not sent yet fail for good (they stay in the log)."""
+        dropped = destination_delete(destination=self.get_object())
+        return Response(DestinationDeletedSerializer({"deleted_pending": dropped}).data)
+
+    @extend_schema(request=None, responses=DestinationResumeSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Enable the destination and send its paused deliveries, oldest first: in queue mode by the
+        workers, in sync mode as many as the request's time allows (the rest stay pending)."""
+        resumed = destination_resume(destination=self.get_object(), by=request.user)
+        return Response(DestinationResumeSerializer(resumed).data)
 
     @extend_schema(request=None, responses=DestinationSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-secret")
