@@ -176,10 +176,11 @@ class HourCounts:
     pending: int
     succeeded: int
     failed: int
+    paused: int
 
     @property
     def total(self) -> int:
-        return self.pending + self.succeeded + self.failed
+        return self.pending + self.succeeded + self.failed + self.paused
 
 
 @dataclass(frozen=True)

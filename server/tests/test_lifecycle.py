@@ -4,18 +4,24 @@ an attempt, a disabled destination's deliveries are kept paused, and resuming se
 
 import email.utils
 import json
+import threading
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
 from destinations.models import Destination
 from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery
+from server.services import delivery as delivery_module
+from server.services import ingest as ingest_module
 from server.services.delivery import delivery_attempt_due
 from server.services.dispatch import deliveries_dispatch
+from server.services.lifecycle import destination_resume
 from server.tests.helpers import answer, ingest, pending_delivery
 
 pytestmark = pytest.mark.django_db
@@ -349,3 +355,78 @@ def test_delete_says_how_many_unsent_deliveries_go_with_it(client, destination, 
         ("failed", "destination deleted"),
         ("succeeded", ""),
     ]
+
+
+# --- a resume racing the writers that pause ---------------------------------------------------------
+
+
+def test_an_ingest_that_read_the_destination_disabled_before_a_resume_loses_nothing(
+    client, destination, broker, settings, monkeypatch
+):
+    """The resume runs between the ingest's read (disabled) and its insert: the delivery stored paused
+    after the resume read its backlog is made pending and handed over by the ingest itself."""
+    settings.DATAPUSHER_DELIVERY_MODE = "queue"
+    _disabled(destination)
+    real_store = ingest_module._event_store
+
+    def store_after_a_resume(**kwargs):
+        assert destination_resume(destination=Destination.objects.get(pk=destination.pk)).resumed == 0
+        return real_store(**kwargs)
+
+    monkeypatch.setattr(ingest_module, "_event_store", store_after_a_resume)
+    entry = ingest(client, destination.account).json()["deliveries"][0]
+    delivery = Delivery.objects.get()
+    assert (entry["status"], delivery.status, delivery.error) == ("pending", "pending", "")
+    assert broker == [delivery.pk]
+
+
+def test_a_worker_that_read_the_destination_disabled_before_a_resume_loses_nothing(
+    destination, receiver, broker, monkeypatch
+):
+    """The resume runs after a worker claimed a delivery with its destination disabled: the worker
+    pauses it, finds the destination enabled, and makes it pending and handed over again."""
+    delivery = pending_delivery()
+    Delivery.objects.filter(pk=delivery.pk).update(destination=destination, url=destination.url)
+    _disabled(destination)
+    real_attempt = delivery_module._deliveries_attempt
+
+    def attempt_after_a_resume(**kwargs):
+        destination_resume(destination=Destination.objects.get(pk=destination.pk))
+        return real_attempt(**kwargs)
+
+    monkeypatch.setattr(delivery_module, "_deliveries_attempt", attempt_after_a_resume)
+    delivery_attempt_due(delivery_pk=delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.lease_id, delivery.attempt_count) == ("pending", None, 0)
+    assert broker == [delivery.pk]
+    assert receiver.requests == []
+
+
+def test_resumes_racing_ingests_on_postgresql_lose_no_delivery(postgres, settings, published):
+    """Threads: ingests to a disabled destination while it is resumed, round after round (queue
+    mode); afterwards no delivery is left paused and every one was handed to the broker."""
+    settings.DATAPUSHER_DELIVERY_MODE = "queue"
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
+    destination = DestinationFactory(url="https://hooks.example.com/race", headers={})
+    account = destination.account
+
+    def run(barrier, call):
+        try:
+            barrier.wait()
+            call()
+        finally:
+            connection.close()
+
+    for _ in range(5):
+        _disabled(destination)
+        barrier = threading.Barrier(7)
+        calls = [lambda: ingest(Client(), account) for _ in range(6)]
+        calls.append(lambda: destination_resume(destination=Destination.objects.get(pk=destination.pk)))
+        threads = [threading.Thread(target=run, args=(barrier, call)) for call in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert Delivery.objects.filter(status=Delivery.Status.PAUSED).count() == 0
+    assert Delivery.objects.count() == 30
+    assert set(published) == set(Delivery.objects.values_list("pk", flat=True))
