@@ -38,6 +38,7 @@ from server.tests.helpers import fenced_blocks, http_exchange
         ("SECURE_PROXY_SSL_HEADER", "HTTP_X_FORWARDED_PROTO", "SECURE_PROXY_SSL_HEADER must be a header"),
         ("DATAPUSHER_LOG_FORMAT", "xml", "DATAPUSHER_LOG_FORMAT must be 'json' or 'text'."),
         ("DATAPUSHER_ALERT_AFTER_FAILURES", "0", "DATAPUSHER_ALERT_AFTER_FAILURES must be at least 1."),
+        ("DATAPUSHER_RETRY_AFTER_MAX", "0.5", "DATAPUSHER_RETRY_AFTER_MAX must be at least 1 (second)."),
     ],
 )
 def test_a_setting_that_cannot_work_stops_the_process(variable, value, message):
