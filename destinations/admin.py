@@ -6,7 +6,7 @@ from accounts.admin import LIST_AND_PAGE, AuthoredAdmin, autocomplete_filter, ch
 from destinations.addresses import url_without_credentials
 from destinations.models import Destination
 from destinations.services import destination_rotate_secret
-from server.services.lifecycle import destination_resume
+from server.services.lifecycle import destination_delete, destination_resume
 
 
 def _show_signing_secrets(request: HttpRequest, destination: Destination) -> None:
@@ -59,6 +59,13 @@ class DestinationAdmin(AuthoredAdmin):
         for destination in queryset:
             rotated = destination_rotate_secret(destination=destination, by=request.user)
             _show_signing_secrets(request, rotated)
+
+    def delete_model(self, request: HttpRequest, obj: Destination) -> None:
+        destination_delete(destination=obj)  # its unsent deliveries fail with it, as in the API
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for destination in queryset:
+            destination_delete(destination=destination)
 
     @admin.action(
         description="Resume: enable and send the paused deliveries",

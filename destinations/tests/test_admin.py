@@ -86,3 +86,17 @@ def test_the_list_filters_by_enabled(admin_client):
     listed = admin_client.get(DESTINATIONS, {"enabled__exact": "0"}).content.decode()
     assert "off.example.com" in listed
     assert "on.example.com" not in listed
+
+
+def test_deleting_in_the_admin_fails_the_unsent_deliveries(admin_client):
+    """Deleting a destination from its page fails its paused delivery ("destination deleted")."""
+    destination = DestinationFactory(enabled=False)
+    event = Event.objects.create(account=destination.account, body="{}")
+    Delivery.objects.create(
+        event=event, destination=destination, url=destination.url, http_method="POST", status="paused"
+    )
+    response = admin_client.post(f"{DESTINATIONS}{destination.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert list(Delivery.objects.values_list("destination", "status", "error")) == [
+        (None, "failed", "destination deleted")
+    ]

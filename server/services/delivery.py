@@ -367,14 +367,12 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Chang
     error = _clean_text(error)
     duration_ms = round(duration * 1000)
     finished_at = datetime.fromtimestamp(started + duration, tz=UTC)
-    # A 429/503 with Retry-After spends no attempt of the schedule: the wait is the receiver's.
-    attempt_count = delivery.attempt_count + (0 if throttled else 1)
     delay = None
     if not succeeded and retries and outcome.retryable:
         if throttled:
             delay = retry_after_delay(retry_after=retry_after)
         else:
-            delay = retry_delay(attempt_count=attempt_count, retry_after=retry_after)
+            delay = retry_delay(attempt_count=delivery.attempt_count + 1, retry_after=retry_after)
     if succeeded:
         status = Delivery.Status.SUCCEEDED
     elif delay is None:
@@ -387,6 +385,9 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Chang
         )
     else:
         status = Delivery.Status.PENDING
+    # Put off by a 429/503's Retry-After, it spends no attempt of the schedule: the wait is the
+    # receiver's. (Failed or paused instead, the attempt counts as any other.)
+    counted = not (throttled and status == Delivery.Status.PENDING)
     fields = {
         "status": status,
         "last_status_code": status_code,
@@ -410,7 +411,7 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Chang
         fields=fields,
         attempt=attempt,
         number=delivery.attempt_count + 1,
-        counted=not throttled,
+        counted=counted,
         disables=disables,
     )
 

@@ -54,8 +54,9 @@ def destination_resume(*, destination: Destination, by: AbstractBaseUser | None 
     queued = broker.configured()
     if queued:
         # The first batch now; the dispatcher publishes the rest, due in the same order.
+        due = waiting.filter(next_attempt_at__lte=now)  # a retry put off for later stays put off
         deliveries_hand_over(
-            delivery_pks=list(waiting.values_list("pk", flat=True)[: settings.DATAPUSHER_DISPATCH_BATCH])
+            delivery_pks=list(due.values_list("pk", flat=True)[: settings.DATAPUSHER_DISPATCH_BATCH])
         )
         return Resumed(resumed=resumed, sent=0, succeeded=0, pending=waiting.count(), queued=True)
     resend = deliveries_resend(deliveries=waiting)

@@ -165,6 +165,20 @@ def test_throttling_past_the_schedule_still_retries(destination, receiver, broke
     assert (delivery.status, delivery.attempt_count, delivery.attempts.count()) == ("pending", 2, 1)
 
 
+def test_without_a_broker_a_throttled_answer_fails_and_counts(client, destination, receiver, settings):
+    """No broker, so no retry: a 429 with Retry-After is failed, its one attempt counted."""
+    settings.CELERY_BROKER_URL = ""
+    receiver.respond = answer(429, headers={"Retry-After": "30"})
+    entry = ingest(client, destination.account).json()["deliveries"][0]
+    delivery = Delivery.objects.get()
+    assert (entry["status"], delivery.status, delivery.attempt_count, delivery.next_attempt_at) == (
+        "failed",
+        "failed",
+        1,
+        None,
+    )
+
+
 def test_503_without_retry_after_spends_an_attempt(client, destination, receiver, broker):
     """A 503 without Retry-After follows the schedule and counts, as before."""
     receiver.respond = answer(503)
