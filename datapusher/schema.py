@@ -189,7 +189,7 @@ INGEST_SCHEMAS = {
             "destination_id": {"type": "integer"},
             "url": {"type": "string", "description": "The destination's URL, without credentials."},
             "http_method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH"]},
-            "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+            "status": {"type": "string", "enum": ["pending", "succeeded", "failed", "paused"]},
             "status_code": {"type": "integer", "nullable": True},
             "error": {"type": "string", "nullable": True},
             "duration_ms": {"type": "integer", "nullable": True},

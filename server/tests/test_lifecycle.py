@@ -277,6 +277,19 @@ def test_retrying_a_paused_delivery_is_409(client, destination, api_client, rece
     assert receiver.requests == []
 
 
+def test_redelivering_an_event_keeps_a_disabled_destinations_delivery_paused(
+    client, destination, api_client, receiver
+):
+    """An event's failed delivery redelivered after its destination was disabled: paused, not sent."""
+    receiver.respond = answer(500)
+    event_id = ingest(client, destination.account).json()["event_id"]
+    _disabled(destination)
+    response = api_client.post(f"/api/events/{event_id}/redeliver/")
+    assert response.status_code == 200
+    assert [(d["status"], d["error"]) for d in response.json()] == [("paused", "the destination is disabled")]
+    assert len(receiver.requests) == 1
+
+
 # --- resume -----------------------------------------------------------------------------------------
 
 
