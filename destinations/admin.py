@@ -6,7 +6,6 @@ from accounts.admin import LIST_AND_PAGE, AuthoredAdmin, autocomplete_filter, ch
 from destinations.addresses import url_without_credentials
 from destinations.models import Destination
 from destinations.services import destination_rotate_secret
-from server.services.lifecycle import destination_delete, destination_resume
 
 
 def _show_signing_secrets(request: HttpRequest, destination: Destination) -> None:
@@ -29,7 +28,7 @@ class DestinationAdmin(AuthoredAdmin):
     search_fields = ["url", "account__email", "account__account_name"]
     autocomplete_fields = ["account"]
     readonly_fields = ["deliveries", "disabled_reason", "created_at", "updated_at"]
-    actions = ["resume", "rotate_secret", "show_secret"]
+    actions = ["rotate_secret", "show_secret"]
 
     @admin.display(description="destination", ordering="url")
     def target(self, destination: Destination) -> str:
@@ -59,25 +58,3 @@ class DestinationAdmin(AuthoredAdmin):
         for destination in queryset:
             rotated = destination_rotate_secret(destination=destination, by=request.user)
             _show_signing_secrets(request, rotated)
-
-    def delete_model(self, request: HttpRequest, obj: Destination) -> None:
-        destination_delete(destination=obj)  # its unsent deliveries fail with it, as in the API
-
-    def delete_queryset(self, request: HttpRequest, queryset) -> None:
-        for destination in queryset:
-            destination_delete(destination=destination)
-
-    @admin.action(
-        description="Resume: enable and send the paused deliveries",
-        permissions=["change"],
-        location=LIST_AND_PAGE,
-    )
-    def resume(self, request: HttpRequest, queryset) -> None:
-        for destination in queryset:
-            resumed = destination_resume(destination=destination, by=request.user)
-            messages.success(
-                request,
-                f"{destination} resumed: {resumed.resumed} paused deliveries made pending, "
-                f"{resumed.sent} sent "
-                f"({resumed.succeeded} succeeded), {resumed.pending} pending.",
-            )

@@ -53,6 +53,10 @@ def destination_update(
     )
 
 
+def destination_delete(*, destination: Destination) -> None:
+    destination.delete()
+
+
 def destination_disable(*, destination_id: int, reason: str) -> bool:
     """Turn an enabled destination off on the system's behalf, saying why (one conditional UPDATE).
     True if this call turned it off; False if it was off already, or deleted."""

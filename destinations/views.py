@@ -1,6 +1,6 @@
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -10,14 +10,16 @@ from datapusher.filters import ListFiltersMixin
 from destinations.models import Destination
 from destinations.selectors import destination_list
 from destinations.serializers import (
-    DestinationDeletedSerializer,
-    DestinationResumeSerializer,
     DestinationSecretSerializer,
     DestinationSerializer,
     credentials_visible_to,
 )
-from destinations.services import destination_create, destination_rotate_secret, destination_update
-from server.services.lifecycle import destination_delete, destination_resume
+from destinations.services import (
+    destination_create,
+    destination_delete,
+    destination_rotate_secret,
+    destination_update,
+)
 
 
 class DestinationFilter(filters.FilterSet):
@@ -60,23 +62,8 @@ class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
             destination=serializer.instance, data=serializer.validated_data, by=self.request.user
         )
 
-    @extend_schema(
-        responses=OpenApiResponse(
-            DestinationDeletedSerializer, description="Deleted; how many unsent deliveries went with it."
-        )
-    )
-    def destroy(self, request, *args, **kwargs):
-        """Delete the destination; its deliveries not sent yet fail for good (they stay in the log)."""
-        dropped = destination_delete(destination=self.get_object())
-        return Response(DestinationDeletedSerializer({"deleted_pending": dropped}).data)
-
-    @extend_schema(request=None, responses=DestinationResumeSerializer)
-    @action(detail=True, methods=["post"])
-    def resume(self, request, pk=None):
-        """Enable the destination and send its paused deliveries, oldest first: in queue mode by the
-        workers, in sync mode as many as the request's time allows (the rest stay pending)."""
-        resumed = destination_resume(destination=self.get_object(), by=request.user)
-        return Response(DestinationResumeSerializer(resumed).data)
+    def perform_destroy(self, instance):
+        destination_delete(destination=instance)
 
     @extend_schema(request=None, responses=DestinationSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-secret")

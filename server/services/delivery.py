@@ -104,7 +104,7 @@ def event_payloads(*, events: Iterable[Event]) -> dict[Any, Payload]:
     return {event.event_id: (event.body.encode(), None) for event in events}
 
 
-def send_blocked(*, destination: Any) -> str | None:
+def send_blocked(*, destination: Destination) -> str | None:
     """The one place that decides whether a destination may be sent to now: None if it may, else
     why not (its deliveries are then kept as `paused`, with that reason, and nothing is sent)."""
     if not destination.enabled:
