@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
 from destinations.models import Destination
+from destinations.services import destination_disable
 from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery
 from server.services import delivery as delivery_module
@@ -350,11 +351,15 @@ def test_resume_in_queue_mode_hands_the_backlog_over_oldest_first(
     assert rows == [("pending", d.created_at, d.created_at, "") for d in backlog]
 
 
-def test_patch_enabled_false_then_true(destination, api_client):
-    """An admin turns a destination off and on; turning it on clears the system's reason."""
+def test_patch_enabled_false_then_true(client, destination, api_client, receiver):
+    """An admin turns a destination on and off; turning it on clears the system's reason and sends
+    nothing of the paused backlog."""
     _disabled(destination, GONE)
     url = f"/api/destinations/{destination.id}/"
+    _paused_backlog(client, destination, 1)
     assert api_client.patch(url, {"enabled": True}, format="json").json()["disabled_reason"] == ""
+    assert list(Delivery.objects.values_list("status", flat=True)) == ["paused"]  # resume sends it
+    assert receiver.requests == []
     body = api_client.patch(url, {"enabled": False, "disabled_reason": "ignored"}, format="json").json()
     assert (body["enabled"], body["disabled_reason"]) == (False, "")
 
@@ -457,3 +462,29 @@ def test_resumes_racing_ingests_on_postgresql_lose_no_delivery(postgres, setting
         assert Delivery.objects.filter(status=Delivery.Status.PAUSED).count() == 0
     assert Delivery.objects.count() == 30
     assert set(published) == set(Delivery.objects.values_list("pk", flat=True))
+
+
+def test_a_destination_is_disabled_once(destination):
+    """Of two senders disabling one destination, only the first turns it off (and alerts)."""
+    assert destination_disable(destination_id=destination.pk, reason=GONE) is True
+    assert destination_disable(destination_id=destination.pk, reason=ASKED) is False
+    destination.refresh_from_db()
+    assert (destination.enabled, destination.disabled_reason) == (False, GONE)
+
+
+def test_resume_in_queue_mode_hands_over_one_batch_and_nothing_not_due(
+    client, destination, api_client, broker, settings
+):
+    """DATAPUSHER_DISPATCH_BATCH 2: the two oldest of three are published now, the third left to the
+    dispatcher; a retry due tomorrow is counted pending but not published."""
+    settings.DATAPUSHER_DELIVERY_MODE = "queue"
+    settings.DATAPUSHER_DISPATCH_BATCH = 2
+    later = pending_delivery(next_attempt_at=timezone.now() + timedelta(days=1))
+    Delivery.objects.filter(pk=later.pk).update(destination=destination)
+    _disabled(destination)
+    backlog = [d for d in _paused_backlog(client, destination, 3) if d.pk != later.pk]
+    body = api_client.post(f"/api/destinations/{destination.id}/resume/").json()
+    assert body == {"resumed": 3, "sent": 0, "succeeded": 0, "pending": 4, "queued": True}
+    assert broker == [d.pk for d in backlog[:2]]
+    assert deliveries_dispatch(limit=10) == 1
+    assert broker[2:] == [backlog[2].pk]
