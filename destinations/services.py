@@ -27,11 +27,19 @@ def destination_create(
     url: str,
     http_method: str,
     headers: dict[str, str],
+    enabled: bool = True,
     by: AbstractBaseUser | None = None,
 ) -> Destination:
-    """Create a destination for `account`. Raises ValidationError on an invalid field."""
+    """Create a destination for `account` (disabled if not `enabled`: its deliveries are kept paused).
+    Raises ValidationError on an invalid field."""
     destination = Destination(
-        account=account, url=url, http_method=http_method, headers=headers, created_by=by, updated_by=by
+        account=account,
+        url=url,
+        http_method=http_method,
+        headers=headers,
+        enabled=enabled,
+        created_by=by,
+        updated_by=by,
     )
     return _destination_save(destination=destination)
 

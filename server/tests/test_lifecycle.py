@@ -488,3 +488,13 @@ def test_resume_in_queue_mode_hands_over_one_batch_and_nothing_not_due(
     assert broker == [d.pk for d in backlog[:2]]
     assert deliveries_dispatch(limit=10) == 1
     assert broker[2:] == [backlog[2].pk]
+
+
+def test_a_destination_can_be_created_disabled(api_client):
+    """POST with enabled false: 201, stored disabled, no reason."""
+    account = AccountFactory()
+    data = {"account": str(account.account_id), "url": "https://h.example.com/", "http_method": "POST"}
+    response = api_client.post("/api/destinations/", {**data, "enabled": False}, format="json")
+    assert response.status_code == 201
+    assert (response.json()["enabled"], response.json()["disabled_reason"]) == (False, "")
+    assert Destination.objects.get().enabled is False
