@@ -59,6 +59,11 @@ def _paused_backlog(client, destination: Destination, count: int) -> list[Delive
     return list(Delivery.objects.order_by("id"))
 
 
+def _received(receiver) -> list[tuple[str, str, bytes, str]]:
+    """What the receiver got: method, path, body and webhook-id of each request."""
+    return [(r.method, r.path, r.body, r.headers["webhook-id"]) for r in receiver.requests]
+
+
 # --- the receiver in control ------------------------------------------------------------------------
 
 
@@ -90,7 +95,7 @@ def test_410_gone_disables_the_destination_and_alerts(client, destination, recei
             "reason": GONE,
         }
     ]
-    assert len(receiver.requests) == 1
+    assert _received(receiver) == [("POST", "/in", b'{"a": 1}', str(delivery.delivery_id))]
 
 
 def test_the_disable_header_on_a_success_disables_the_destination(client, destination, receiver):
@@ -98,6 +103,7 @@ def test_the_disable_header_on_a_success_disables_the_destination(client, destin
     receiver.respond = answer(200, b"ok", headers={"Webhook-Delivery": "Disable"})
     entry = ingest(client, destination.account).json()["deliveries"][0]
     assert (entry["status"], entry["status_code"]) == ("succeeded", 200)
+    assert _received(receiver) == [("POST", "/in", b'{"a": 1}', entry["delivery_id"])]
     destination.refresh_from_db()
     assert (destination.enabled, destination.disabled_reason) == (False, ASKED)
 
@@ -134,6 +140,7 @@ def test_429_with_retry_after_seconds_delays_without_spending_an_attempt(
     assert (delivery.status, delivery.attempt_count) == ("pending", 0)
     assert delivery.next_attempt_at - delivery.processed_at == timedelta(seconds=30)
     assert list(Attempt.objects.values_list("status_code", "response_body")) == [(429, "slow down")]
+    assert _received(receiver) == [("POST", "/in", b'{"a": 1}', str(delivery.delivery_id))]
 
 
 def test_503_with_an_http_date_retry_after_is_capped(client, destination, receiver, broker, settings):
@@ -304,8 +311,8 @@ def test_resume_sends_the_backlog_oldest_first(client, destination, api_client, 
         200,
         {"resumed": 3, "sent": 3, "succeeded": 3, "pending": 0, "queued": False},
     )
-    assert [(r.body, r.headers["webhook-id"]) for r in receiver.requests] == [
-        (json.dumps({"n": n}).encode(), str(d.delivery_id)) for n, d in enumerate(backlog)
+    assert _received(receiver) == [
+        ("POST", "/in", json.dumps({"n": n}).encode(), str(d.delivery_id)) for n, d in enumerate(backlog)
     ]
     assert set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"}
     destination.refresh_from_db()
