@@ -5,6 +5,7 @@ from rest_framework.permissions import SAFE_METHODS, AllowAny
 
 from accounts.permissions import AccountRolePermission
 from destinations.models import Destination
+from server.models import Delivery
 
 DETAIL = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
 FIELD_ERRORS = {
@@ -191,7 +192,7 @@ INGEST_SCHEMAS = {
             "destination_id": {"type": "integer", "nullable": True},
             "url": {"type": "string", "description": "The destination's URL, without credentials."},
             "http_method": {"type": "string", "enum": Destination.HttpMethod.values},
-            "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+            "status": {"type": "string", "enum": Delivery.Status.values},
             "status_code": {"type": "integer", "nullable": True},
             "error": {"type": "string", "nullable": True},
             "duration_ms": {"type": "integer", "nullable": True},

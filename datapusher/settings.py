@@ -363,3 +363,9 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+
+# A destination answering 429 or 503 with Retry-After is tried again that much later (at most this
+# many seconds), without spending one of the schedule's attempts.
+DATAPUSHER_RETRY_AFTER_MAX = env.float("DATAPUSHER_RETRY_AFTER_MAX", default=3600)
+if DATAPUSHER_RETRY_AFTER_MAX < 1:
+    raise ImproperlyConfigured("DATAPUSHER_RETRY_AFTER_MAX must be at least 1 (second).")

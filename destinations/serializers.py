@@ -77,17 +77,27 @@ class DestinationSerializer(serializers.ModelSerializer):
             "url",
             "http_method",
             "headers",
+            "enabled",
+            "disabled_reason",
             "signing_secret",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "signing_secret", "created_at", "updated_at"]
+        read_only_fields = ["id", "disabled_reason", "signing_secret", "created_at", "updated_at"]
         extra_kwargs = {
+            "enabled": {
+                "help_text": "false: nothing is sent to it; its new deliveries are kept as `paused` until "
+                "POST /api/destinations/{id}/resume/ sends them."
+            },
+            "disabled_reason": {
+                "help_text": "Why the system turned it off (its receiver answered 410 Gone, or "
+                "`webhook-delivery: disable`); empty otherwise, and cleared when it is resumed or enabled."
+            },
             "signing_secret": {
                 "required": False,
                 "help_text": "Only in the answers that make it (create, rotate-secret); account admins read "
                 "it again at /api/destinations/{id}/secret/.",
-            }
+            },
         }
 
     def to_representation(self, instance):
@@ -99,6 +109,22 @@ class DestinationSerializer(serializers.ModelSerializer):
             data["headers"] = {name: MASKED for name in data["headers"]}
             data["url"] = url_without_credentials(data["url"])
         return data
+
+
+class DestinationResumeSerializer(serializers.Serializer):
+    resumed = serializers.IntegerField(help_text="Paused deliveries made pending again.")
+    sent = serializers.IntegerField(help_text="Deliveries of the backlog sent before answering (sync mode).")
+    succeeded = serializers.IntegerField(help_text="Of those sent, how many succeeded.")
+    pending = serializers.IntegerField(
+        help_text="Left pending: for the workers (queue mode), or for the next resume (sync mode)."
+    )
+    queued = serializers.BooleanField(help_text="Whether the backlog was handed to the workers.")
+
+
+class DestinationDeletedSerializer(serializers.Serializer):
+    deleted_pending = serializers.IntegerField(
+        help_text="Its deliveries not sent yet (pending or paused), failed for good with it."
+    )
 
 
 class DestinationSecretSerializer(serializers.ModelSerializer):

@@ -12,7 +12,7 @@ from datapusher.services import model_update
 from destinations.models import Destination
 from destinations.signing import generate_signing_secret
 
-DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers")
+DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers", "enabled")
 
 
 def _destination_save(*, destination: Destination, update_fields: list[str] | None = None) -> Destination:
@@ -27,11 +27,19 @@ def destination_create(
     url: str,
     http_method: str,
     headers: dict[str, str],
+    enabled: bool = True,
     by: AbstractBaseUser | None = None,
 ) -> Destination:
-    """Create a destination for `account`. Raises ValidationError on an invalid field."""
+    """Create a destination for `account` (disabled if not `enabled`: its deliveries are kept paused).
+    Raises ValidationError on an invalid field."""
     destination = Destination(
-        account=account, url=url, http_method=http_method, headers=headers, created_by=by, updated_by=by
+        account=account,
+        url=url,
+        http_method=http_method,
+        headers=headers,
+        enabled=enabled,
+        created_by=by,
+        updated_by=by,
     )
     return _destination_save(destination=destination)
 
@@ -39,10 +47,14 @@ def destination_create(
 def destination_update(
     *, destination: Destination, data: Mapping[str, Any], by: AbstractBaseUser | None = None
 ) -> Destination:
-    """Update the editable fields present in `data`. Raises ValidationError on an invalid field."""
+    """Update the editable fields present in `data`; setting `enabled` clears disabled_reason (the
+    paused backlog is sent by resuming, server.services.lifecycle). Raises ValidationError on an
+    invalid field."""
+    if "enabled" in data:
+        data = {**data, "disabled_reason": ""}
     return model_update(
         instance=destination,
-        fields=DESTINATION_EDITABLE_FIELDS,
+        fields=(*DESTINATION_EDITABLE_FIELDS, "disabled_reason"),
         data=data,
         by=by,
         save=lambda update_fields: _destination_save(destination=destination, update_fields=update_fields),
@@ -51,6 +63,18 @@ def destination_update(
 
 def destination_delete(*, destination: Destination) -> None:
     destination.delete()
+
+
+def destination_disable(*, destination_id: int, reason: str) -> bool:
+    """Turn an enabled destination off on the system's behalf, saying why (one conditional UPDATE).
+    True if this call turned it off; False if it was off already, or deleted."""
+    return bool(
+        Destination.objects.filter(pk=destination_id, enabled=True).update(
+            enabled=False,
+            disabled_reason=reason[: Destination._meta.get_field("disabled_reason").max_length],
+            updated_at=timezone.now(),
+        )
+    )
 
 
 def destination_rotate_secret(*, destination: Destination, by: AbstractBaseUser | None = None) -> Destination:

@@ -29,10 +29,11 @@ from server.selectors import destination_stats_get
 class DestinationFilter(filters.FilterSet):
     account = filters.UUIDFilter(field_name="account_id", help_text="Only this account's destinations.")
     http_method = filters.ChoiceFilter(choices=Destination.HttpMethod.choices)
+    enabled = filters.BooleanFilter(help_text="Only the enabled (true) or the disabled (false) ones.")
 
     class Meta:
         model = Destination
-        fields = ["account", "http_method"]
+        fields = ["account", "http_method", "enabled"]
 
 
 class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):

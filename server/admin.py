@@ -14,8 +14,11 @@ from django.utils.text import Truncator
 from accounts.admin import LIST_AND_PAGE, AccountAdmin, autocomplete_filter, change_link, changelist_link
 from accounts.models import Account
 from destinations.addresses import url_without_credentials
+from destinations.admin import DestinationAdmin
+from destinations.models import Destination
 from server.models import Attempt, Delivery, Event
 from server.services.ingest import AccountBusy, IngestOutcome, event_send_test
+from server.services.lifecycle import destination_delete, destination_resume
 from server.services.log import ActionClock, Resend, deliveries_resend
 
 ERROR_EXCERPT_CHARS = 60
@@ -388,3 +391,35 @@ class AccountConsoleAdmin(AccountAdmin):
 
 admin.site.unregister(Account)
 admin.site.register(Account, AccountConsoleAdmin)
+
+
+class DestinationConsoleAdmin(DestinationAdmin):
+    """Destinations with what touches their deliveries: resuming, and deleting with the unsent ones
+    (here, since `destinations` does not depend on `server`)."""
+
+    actions = ["resume", *DestinationAdmin.actions]
+
+    def delete_model(self, request: HttpRequest, obj: Destination) -> None:
+        destination_delete(destination=obj)  # its unsent deliveries fail with it, as in the API
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for destination in queryset:
+            destination_delete(destination=destination)
+
+    @admin.action(
+        description="Resume: enable and send the paused deliveries",
+        permissions=["change"],
+        location=LIST_AND_PAGE,
+    )
+    def resume(self, request: HttpRequest, queryset) -> None:
+        for destination in queryset:
+            resumed = destination_resume(destination=destination, by=request.user)
+            messages.success(
+                request,
+                f"{destination} resumed: {resumed.resumed} paused deliveries made pending, "
+                f"{resumed.sent} sent ({resumed.succeeded} succeeded), {resumed.pending} pending.",
+            )
+
+
+admin.site.unregister(Destination)
+admin.site.register(Destination, DestinationConsoleAdmin)

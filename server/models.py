@@ -52,6 +52,8 @@ class Delivery(models.Model):
         PENDING = "pending"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        # Kept, not sent: its destination is disabled (the reason in `error`); resuming it sends it.
+        PAUSED = "paused"
 
     # The sequential id orders deliveries as created; delivery_id is the public id and the
     # Standard Webhooks `webhook-id` (the same across retries).
@@ -91,6 +93,8 @@ class Delivery(models.Model):
             models.Index(fields=["status", "created_at"], name="delivery_status_created"),
             models.Index(fields=["created_at"], name="delivery_created"),
             models.Index(fields=["processed_at"], name="delivery_processed"),
+            # A resume's backlog: a destination's paused deliveries, oldest first.
+            models.Index(fields=["destination", "id"], condition=Q(status="paused"), name="delivery_paused"),
         ]
 
     def __str__(self) -> str:

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_safe
 from server.selectors import HourCounts, dashboard_get
 
 # Drawn bottom to top in each hour's bar.
-CHART_STATUSES = ("succeeded", "failed", "pending")
+CHART_STATUSES = ("succeeded", "failed", "pending", "paused")
 CHART_WIDTH = 720
 CHART_HEIGHT = 160
 CHART_LABEL_EVERY = 3  # hours between labels under the bars

@@ -23,7 +23,8 @@ from server.models import Attempt, Delivery, DispatcherHeartbeat, Event
 # Its destination columns come in the model's field order, which from_db below relies on.
 _TARGET_SQL = """
     SELECT a.account_id, a.rate_limit, d.id, d.url, d.http_method, d.headers, d.signing_secret,
-        d.previous_signing_secret, d.previous_secret_expires_at, d.consecutive_failures
+        d.previous_signing_secret, d.previous_secret_expires_at, d.consecutive_failures, d.enabled,
+        d.disabled_reason
     FROM accounts_account a LEFT JOIN destinations_destination d ON d.account_id = a.account_id
     WHERE a.{column} = %s ORDER BY d.id
 """
@@ -41,6 +42,8 @@ _DESTINATION_FIELDS = (
     "previous_signing_secret",
     "previous_secret_expires_at",
     "consecutive_failures",
+    "enabled",
+    "disabled_reason",
 )
 
 
@@ -62,6 +65,7 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
     account_field = Destination._meta.get_field("account")
     headers_field = Destination._meta.get_field("headers")
     expires_field = Destination._meta.get_field("previous_secret_expires_at")
+    enabled_field = Destination._meta.get_field("enabled")
     account_id = account_field.to_python(rows[0][0])
     # As the ORM loads a row (from_db), the fields not selected deferred.
     destinations = [
@@ -78,9 +82,24 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
                 previous_secret,
                 _aware(expires_field.to_python(expires)),
                 failures,
+                enabled_field.to_python(enabled),
+                disabled_reason,
             ),
         )
-        for _, _, destination_id, url, method, headers, secret, previous_secret, expires, failures in rows
+        for (
+            _,
+            _,
+            destination_id,
+            url,
+            method,
+            headers,
+            secret,
+            previous_secret,
+            expires,
+            failures,
+            enabled,
+            disabled_reason,
+        ) in rows
         if destination_id is not None
     ]
     return IngestTarget(account_id=account_id, rate_limit=rows[0][1], destinations=destinations)
@@ -157,10 +176,11 @@ class HourCounts:
     pending: int
     succeeded: int
     failed: int
+    paused: int
 
     @property
     def total(self) -> int:
-        return self.pending + self.succeeded + self.failed
+        return self.pending + self.succeeded + self.failed + self.paused
 
 
 @dataclass(frozen=True)

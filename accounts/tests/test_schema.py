@@ -90,6 +90,8 @@ def swagger_example(schema: dict, name: str) -> dict:
             example[field] = prop["example"]
         elif "enum" in prop:
             example[field] = prop["enum"][0]
+        elif prop.get("type") == "boolean":
+            example[field] = True
         else:
             example[field] = SWAGGER_DEFAULTS[prop["format"]]
     return example
@@ -102,10 +104,11 @@ def test_the_schemas_own_destination_example_is_accepted(schema, api_client):
     response = api_client.post("/api/destinations/", body, format="json")
     assert response.status_code == 201
     destination = Destination.objects.get()
-    assert (destination.url, destination.http_method, destination.headers) == (
+    assert (destination.url, destination.http_method, destination.headers, destination.enabled) == (
         "https://example.com/",
         "GET",
         {"Authorization": "Bearer your-api-key", "X-Source": "datapusher"},
+        True,
     )
 
 

@@ -12,7 +12,13 @@ from django.db.models import QuerySet
 
 from server import broker, http
 from server.models import Delivery, Event
-from server.services.delivery import FAN_OUT_GRACE_SECONDS, deliveries_claim, deliveries_send, event_payloads
+from server.services.delivery import (
+    FAN_OUT_GRACE_SECONDS,
+    deliveries_claim,
+    deliveries_send,
+    event_payloads,
+    send_blocked,
+)
 from server.services.dispatch import deliveries_schedule_now, queue_mode
 
 # Why a delivery selected for resending was not sent (Resend.skipped's keys).
@@ -24,6 +30,14 @@ SKIPPED_OUT_OF_TIME = "not started: the action's time was up"
 
 class DestinationDeleted(Exception):
     """The delivery's destination no longer exists, so it cannot be sent again."""
+
+
+class DestinationDisabled(Exception):
+    """The delivery's destination is disabled: nothing is sent to it until it is resumed."""
+
+    def __init__(self, *, destination_id: int, reason: str) -> None:
+        super().__init__(reason)
+        self.destination_id, self.reason = destination_id, reason
 
 
 class DeliveryBusy(Exception):
@@ -123,8 +137,13 @@ def event_redeliver(*, event: Event, include_succeeded: bool = False) -> list[De
 
 
 def delivery_retry(*, delivery: Delivery) -> Delivery:
-    """Send one delivery again. Raises DestinationDeleted when its destination is gone, and
+    """Send one delivery again. Raises DestinationDeleted when its destination is gone,
+    DestinationDisabled when it is disabled (a paused delivery is sent by resuming it), and
     DeliveryBusy when someone is sending it right now."""
+    if delivery.destination is not None:
+        reason = send_blocked(destination=delivery.destination)
+        if reason is not None:
+            raise DestinationDisabled(destination_id=delivery.destination_id, reason=reason)
     sent = deliveries_redeliver(deliveries=Delivery.objects.filter(pk=delivery.pk))
     if sent:
         return sent[0]

@@ -38,6 +38,20 @@ def ingest(
     return client.post(INGEST_URL, body, content_type=content_type, headers=headers, **extra)
 
 
+def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Callable:
+    """A receiver's `respond`: this status, these headers and this body."""
+
+    def respond(handler):
+        handler.send_response(status)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return respond
+
+
 def pending_delivery(**fields) -> Delivery:
     """A pending delivery of a fresh event to a fresh POST destination at https://h.example.com/,
     due now unless `fields` say otherwise."""

@@ -85,16 +85,20 @@ def test_deliveries_per_clock_hour_and_status():
     DeliveryFactory.create_batch(2, created_at=SINCE, status=Delivery.Status.SUCCEEDED)
     DeliveryFactory(created_at=SINCE + timedelta(hours=5, minutes=59), status=Delivery.Status.FAILED)
     DeliveryFactory(created_at=NOW, status=Delivery.Status.PENDING)
+    DeliveryFactory(created_at=NOW, status=Delivery.Status.PAUSED)
     DeliveryFactory(created_at=SINCE - timedelta(seconds=1), status=Delivery.Status.SUCCEEDED)
     dashboard = dashboard_get(now=NOW)
     expected = [
-        HourCounts(start=SINCE + timedelta(hours=n), pending=0, succeeded=0, failed=0) for n in range(24)
+        HourCounts(start=SINCE + timedelta(hours=n), pending=0, succeeded=0, failed=0, paused=0)
+        for n in range(24)
     ]
-    expected[0] = HourCounts(start=SINCE, pending=0, succeeded=2, failed=0)
-    expected[5] = HourCounts(start=SINCE + timedelta(hours=5), pending=0, succeeded=0, failed=1)
-    expected[23] = HourCounts(start=datetime(2026, 11, 30, 12, tzinfo=UTC), pending=1, succeeded=0, failed=0)
+    expected[0] = HourCounts(start=SINCE, pending=0, succeeded=2, failed=0, paused=0)
+    expected[5] = HourCounts(start=SINCE + timedelta(hours=5), pending=0, succeeded=0, failed=1, paused=0)
+    expected[23] = HourCounts(
+        start=datetime(2026, 11, 30, 12, tzinfo=UTC), pending=1, succeeded=0, failed=0, paused=1
+    )
     assert dashboard.hours == expected
-    assert dashboard.deliveries == {"pending": 1, "succeeded": 2, "failed": 1}
+    assert dashboard.deliveries == {"pending": 1, "succeeded": 2, "failed": 1, "paused": 1}
 
 
 def test_percentiles_and_failures_per_destination(four_destinations):
@@ -168,7 +172,7 @@ def test_an_empty_log():
     dashboard = dashboard_get(now=NOW)
     assert (dashboard.events_received, dashboard.deliveries, dashboard.destinations) == (
         0,
-        {"pending": 0, "succeeded": 0, "failed": 0},
+        {"pending": 0, "succeeded": 0, "failed": 0, "paused": 0},
         [],
     )
     assert (dashboard.backlog, dashboard.oldest_pending_age) == (0, None)
@@ -198,9 +202,9 @@ def test_chart_bars_are_stacked_and_scaled_to_the_busiest_hour():
     """Each hour's bar stacks succeeded, failed, pending from the bottom; the busiest hour is full height."""
     start = SINCE
     hours = [
-        HourCounts(start=start, pending=0, succeeded=4, failed=0),
-        HourCounts(start=start + timedelta(hours=1), pending=2, succeeded=1, failed=1),
-        HourCounts(start=start + timedelta(hours=2), pending=0, succeeded=0, failed=0),
+        HourCounts(start=start, pending=0, succeeded=4, failed=0, paused=0),
+        HourCounts(start=start + timedelta(hours=1), pending=2, succeeded=1, failed=1, paused=0),
+        HourCounts(start=start + timedelta(hours=2), pending=0, succeeded=0, failed=0, paused=0),
     ]
     chart = deliveries_chart(hours=hours)
     assert (chart.peak, chart.slot, chart.bar_width) == (4, 240.0, 180.0)
@@ -268,7 +272,7 @@ def test_the_page_shows_the_figures(admin_client, four_destinations, monkeypatch
     # The chart: 3 deliveries at 13:00 (the busiest hour: full height), 1 at 12:00, as SVG in the page.
     assert has_html(page, '<rect class="succeeded" x="0" y="0.0" width="22.5" height="160.0"></rect>')
     assert has_html(page, '<rect class="succeeded" x="0" y="106.7" width="22.5" height="53.3"></rect>')
-    assert has_html(page, "<title>13:00: 3 succeeded, 0 failed, 0 pending</title>")
+    assert has_html(page, "<title>13:00: 3 succeeded, 0 failed, 0 pending, 0 paused</title>")
     # Nothing is fetched from elsewhere: every script, style and image is the app's own.
     assert re.findall(rb'(?:src|href)="(?:https?:)?//', page) == []
 
