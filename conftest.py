@@ -20,7 +20,7 @@ from knox import crypto as knox_crypto
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from datapusher.ratelimit import limiter
+from datapusher.ratelimit import limiters_forget
 
 
 @dataclass
@@ -169,7 +169,7 @@ def _no_secret_in_any_log_line() -> Iterator[_SecretsWatch]:
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> Iterator[None]:
     """Each test starts with new rate-limit counters: none carries over."""
-    limiter.cache_clear()
+    limiters_forget()
     yield
 
 

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_safe
 from server import broker
 from server.metrics import metrics_response
 from server.selectors import dispatcher_last_beat
-from server.services.dispatch import heartbeat_stale_after, queue_mode
+from server.services.dispatch import heartbeat_stale_after
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +41,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     """200 when this process can do its work: the database answers, the broker answers when one is
-    configured, and a dispatcher that beats has beaten lately (in queue mode one must); 503
+    configured, and a dispatcher that beats has beaten lately (with a broker one must); 503
     otherwise. Each check gets DATAPUSHER_READY_TIMEOUT seconds, all of them at once."""
     checks = _bounded({("database", "dispatcher"): _database_checks, ("broker",): _broker_check})
-    # In queue mode every attempt after the ingest's hand-over needs a dispatcher.
+    # With a broker (queue mode, or sync mode's retries) every later attempt needs a dispatcher.
     ready = all(state in HEALTHY[name] for name, state in checks.items()) and not (
-        queue_mode() and checks["dispatcher"] == NOT_RUNNING
+        broker.configured() and checks["dispatcher"] == NOT_RUNNING
     )
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return JsonResponse(body, status=200 if ready else 503)

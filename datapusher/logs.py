@@ -4,8 +4,10 @@ worker the id of the ingest whose delivery it sends (request_id_bound)."""
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 
+from django.http import HttpRequest, HttpResponse
 from django_guid.context import guid
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -47,6 +49,25 @@ class TextFormatter(logging.Formatter):
         line = super().formatMessage(record)
         fields = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _NOT_FIELDS)
         return f"{line} {fields}" if fields else line
+
+
+# An X-Request-ID kept as given: a UUID as 32 hex digits or in its 36-character form, nothing else
+# (django-guid's own check, uuid.UUID(), also takes braces, "urn:uuid:" and any number of hyphens).
+REQUEST_ID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+REQUEST_ID_META = "HTTP_X_REQUEST_ID"
+
+
+def request_id_checked(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable:
+    """Middleware before django-guid's: an X-Request-ID that is not a plain UUID is dropped, so
+    that a new id is made; a stored, echoed and logged id is never longer than 36 characters."""
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        given = request.META.get(REQUEST_ID_META)
+        if given is not None and not REQUEST_ID.fullmatch(given):
+            del request.META[REQUEST_ID_META]
+        return get_response(request)
+
+    return middleware
 
 
 def current_request_id() -> str | None:

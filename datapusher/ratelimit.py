@@ -18,20 +18,34 @@ logger = logging.getLogger(__name__)
 
 # A Redis that does not answer costs a request at most this long (seconds) per check.
 STORAGE_TIMEOUT_SECONDS = 1.0
-# limits looks its storage's client library up on first use, and threads doing it at once fail
-# ("minimum version … Found version: 0.0.0"): a process's first requests build one at a time.
+# One limiter per storage URI and process (it keeps its connection pool), built once: threads
+# building their own at once would count in limiters then thrown away, and limits looks its storage's
+# client library up on first use, which threads doing at once fail ("… Found version: 0.0.0").
+_limiters: dict[str, FixedWindowRateLimiter] = {}
 _building = threading.Lock()
 
 
-@functools.cache
 def limiter(uri: str) -> FixedWindowRateLimiter:
-    """One limiter per storage URI and process; it keeps its connection pool between calls."""
+    """This process's limiter on the storage at `uri`."""
+    found = _limiters.get(uri)
+    if found is None:
+        with _building:
+            found = _limiters.get(uri)
+            if found is None:
+                found = _limiters[uri] = FixedWindowRateLimiter(
+                    storage.storage_from_string(
+                        uri,
+                        socket_connect_timeout=STORAGE_TIMEOUT_SECONDS,
+                        socket_timeout=STORAGE_TIMEOUT_SECONDS,
+                    )
+                )
+    return found
+
+
+def limiters_forget() -> None:
+    """Drop this process's limiters (and per-process counters): the next check builds anew."""
     with _building:
-        return FixedWindowRateLimiter(
-            storage.storage_from_string(
-                uri, socket_connect_timeout=STORAGE_TIMEOUT_SECONDS, socket_timeout=STORAGE_TIMEOUT_SECONDS
-            )
-        )
+        _limiters.clear()
 
 
 @functools.cache

@@ -4,6 +4,8 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework.permissions import SAFE_METHODS, AllowAny
 
 from accounts.permissions import AccountRolePermission
+from destinations.models import Destination
+from server.models import Delivery
 
 DETAIL = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
 FIELD_ERRORS = {
@@ -186,10 +188,11 @@ INGEST_SCHEMAS = {
         "type": "object",
         "properties": {
             "delivery_id": {"type": "string", "format": "uuid"},
-            "destination_id": {"type": "integer"},
+            # null: the destination was deleted since (a duplicate's answer, the first event's deliveries).
+            "destination_id": {"type": "integer", "nullable": True},
             "url": {"type": "string", "description": "The destination's URL, without credentials."},
-            "http_method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH"]},
-            "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+            "http_method": {"type": "string", "enum": Destination.HttpMethod.values},
+            "status": {"type": "string", "enum": Delivery.Status.values},
             "status_code": {"type": "integer", "nullable": True},
             "error": {"type": "string", "nullable": True},
             "duration_ms": {"type": "integer", "nullable": True},
@@ -280,4 +283,14 @@ def ingest_path(result: dict, generator, request, public) -> dict:
     """drf-spectacular postprocessing hook: POST /server/incoming_data, its headers and every answer."""
     result["paths"][INGEST_PATH] = {"post": INGEST_OPERATION}
     result.setdefault("components", {}).setdefault("schemas", {}).update(INGEST_SCHEMAS)
+    return result
+
+
+def destination_auth_example(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: `auth`'s example is `{"type": "none"}`, so that the body
+    Swagger UI's "Try it out" builds is accepted (one made of every auth field at once is not)."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for name in ("DestinationAuthRequest", "DestinationAuth"):
+        if name in schemas:
+            schemas[name]["example"] = {"type": "none"}
     return result

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+import limits.storage
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from datapusher.validators import RATE, RATE_MESSAGE, http_url_validator
@@ -170,13 +171,15 @@ SPECTACULAR_SETTINGS = {
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "datapusher.schema.ingest_path",
+    "datapusher.schema.destination_auth_example",
 ]
 
 # Logs and alerts (docs/deployment.md). Every line carries the request id: X-Request-ID when it is a
-# valid UUID, else generated (django-guid), returned in the response, stored with the event for the
-# workers' lines. json: one object a line (make serve, worker, dispatcher); text: readable.
+# UUID (32 hex digits or the 36-character form; datapusher/logs.py), else generated (django-guid),
+# returned in the response, stored with the event for the workers' lines. json: one object a line
+# (make serve, worker, dispatcher); text: readable.
 INSTALLED_APPS += ["django_guid"]
-MIDDLEWARE.insert(0, "django_guid.middleware.guid_middleware")
+MIDDLEWARE[:0] = ["datapusher.logs.request_id_checked", "django_guid.middleware.guid_middleware"]
 DJANGO_GUID = {"GUID_HEADER_NAME": "X-Request-ID", "VALIDATE_GUID": True, "EXPOSE_HEADER": False}
 DATAPUSHER_LOG_FORMAT = env.str("DATAPUSHER_LOG_FORMAT", default="text")
 if DATAPUSHER_LOG_FORMAT not in ("json", "text"):
@@ -318,6 +321,11 @@ for _name in (
 # REDIS_URL is set, so that a limit holds across processes; in each process's memory otherwise.
 REDIS_URL = env.str("REDIS_URL", default="")
 DATAPUSHER_RATE_LIMIT_STORAGE = REDIS_URL or "memory://"
+# A scheme the limits library has no storage for would leave every limit unchecked: refused at start.
+if DATAPUSHER_RATE_LIMIT_STORAGE.partition("://")[0] not in limits.storage.SCHEMES:
+    raise ImproperlyConfigured(
+        "REDIS_URL must be a redis://, rediss:// or redis+unix:// URL (rate limits are counted there)."
+    )
 
 # Where the repository's files are browsed (e.g. https://github.com/acme/datapusher/blob/main/): the
 # landing page, `/`, links README.md and docs/ there; empty, it names them.
@@ -343,9 +351,17 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 FORMAT_MODULE_PATH = ["datapusher.formats"]
 DATAPUSHER_ADMIN_SEND_CONCURRENCY = env.int("DATAPUSHER_ADMIN_SEND_CONCURRENCY", default=16)
 DATAPUSHER_ADMIN_ACTION_SECONDS = env.float("DATAPUSHER_ADMIN_ACTION_SECONDS", default=40.0)
-if DATAPUSHER_ADMIN_SEND_CONCURRENCY < 1 or DATAPUSHER_ADMIN_ACTION_SECONDS <= 0:
+# A redeliver/retry selecting more deliveries than this sends nothing and says so (with a broker too:
+# claiming and handing over are done in the request).
+DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES = env.int("DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES", default=1000)
+if (
+    DATAPUSHER_ADMIN_SEND_CONCURRENCY < 1
+    or DATAPUSHER_ADMIN_ACTION_SECONDS <= 0
+    or DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES < 1
+):
     raise ImproperlyConfigured(
-        "DATAPUSHER_ADMIN_SEND_CONCURRENCY must be at least 1 and DATAPUSHER_ADMIN_ACTION_SECONDS above 0."
+        "DATAPUSHER_ADMIN_SEND_CONCURRENCY and DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES must be at least 1 "
+        "and DATAPUSHER_ADMIN_ACTION_SECONDS above 0."
     )
 
 # HTTPS (docs/deployment.md#https). Django's defaults, all off, so that `make run` and local tools
@@ -363,3 +379,9 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+
+# A destination answering 429 or 503 with Retry-After is tried again that much later (at most this
+# many seconds), without spending one of the schedule's attempts.
+DATAPUSHER_RETRY_AFTER_MAX = env.float("DATAPUSHER_RETRY_AFTER_MAX", default=3600)
+if DATAPUSHER_RETRY_AFTER_MAX < 1:
+    raise ImproperlyConfigured("DATAPUSHER_RETRY_AFTER_MAX must be at least 1 (second).")

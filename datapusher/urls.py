@@ -5,12 +5,13 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.views import AccountViewSet, MemberViewSet, MeView, SignInView, SignOutView
 from datapusher import health
-from destinations.views import AccountDestinationList, DestinationViewSet
+from destinations.views import AccountDestinationList
+from server.destination_views import DestinationLifecycleViewSet
 from server.views import DeliveryViewSet, EventViewSet
 
 router = DefaultRouter()
 router.register("accounts", AccountViewSet, basename="account")
-router.register("destinations", DestinationViewSet, basename="destination")
+router.register("destinations", DestinationLifecycleViewSet, basename="destination")
 router.register("events", EventViewSet, basename="event")
 router.register("deliveries", DeliveryViewSet, basename="delivery")
 

@@ -23,13 +23,13 @@ def _show_signing_secrets(request: HttpRequest, destination: Destination) -> Non
 
 @admin.register(Destination)
 class DestinationAdmin(AuthoredAdmin):
-    list_display = ["target", "account_link", "created_at", "deliveries"]
+    list_display = ["target", "account_link", "enabled", "disabled_reason", "created_at", "deliveries"]
     list_display_links = ["target"]
-    list_filter = ["http_method", autocomplete_filter("account", "account")]
+    list_filter = ["enabled", "http_method", autocomplete_filter("account", "account")]
     list_select_related = ["account"]
     search_fields = ["url", "account__email", "account__account_name"]
     autocomplete_fields = ["account"]
-    readonly_fields = ["authentication", "deliveries", "created_at", "updated_at"]
+    readonly_fields = ["authentication", "deliveries", "disabled_reason", "created_at", "updated_at"]
     actions = ["rotate_secret", "show_secret"]
 
     @admin.display(description="destination", ordering="url")

@@ -36,6 +36,10 @@ class Destination(Authored):
     # Failed attempts since the last successful one (server/services/alerts.py), changed only by
     # relative or conditional UPDATEs so that concurrent senders count right.
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    # A disabled destination is sent nothing: its new deliveries are kept as `paused` until it is
+    # resumed (destinations/services.py). disabled_reason says why, when the system turned it off.
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=500, blank=True, default="", editable=False)
     # How deliveries authenticate (destinations/auth.py): the type and its readable fields; the
     # type's secret is in auth_secret, encrypted. Both are set only through the services.
     auth = models.JSONField(default=auth_none, editable=False)
@@ -43,6 +47,10 @@ class Destination(Authored):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # ?enabled=false and the admin's filter: the few disabled ones among many.
+            models.Index(fields=["account"], condition=models.Q(enabled=False), name="destination_disabled"),
+        ]
 
     def __str__(self) -> str:
         # Shown in the admin's lists and pickers: no credential the URL may hold.

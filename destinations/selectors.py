@@ -1,3 +1,6 @@
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
@@ -8,3 +11,19 @@ from destinations.models import Destination
 def destination_list(*, user: AbstractBaseUser) -> QuerySet[Destination]:
     """The destinations of the accounts `user` is a member of (all of them for staff)."""
     return scoped(Destination.objects.all(), user=user)
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """A destination's circuit as its representation shows it: `state` (closed, open or half_open),
+    its consecutive failed attempts and when the next probe is due (None unless open)."""
+
+    state: str
+    consecutive_failures: int
+    next_probe_at: datetime | None
+
+
+def destination_circuit(*, destination: Destination) -> Circuit:
+    """`destination`'s circuit: closed, with its failed attempts since the last success (there is no
+    breaker to open it yet)."""
+    return Circuit(state="closed", consecutive_failures=destination.consecutive_failures, next_probe_at=None)

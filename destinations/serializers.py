@@ -1,7 +1,9 @@
 import functools
+import re
 import urllib.parse
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
@@ -155,17 +157,27 @@ class DestinationSerializer(serializers.ModelSerializer):
             "http_method",
             "headers",
             "auth",
+            "enabled",
+            "disabled_reason",
             "signing_secret",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "signing_secret", "created_at", "updated_at"]
+        read_only_fields = ["id", "disabled_reason", "signing_secret", "created_at", "updated_at"]
         extra_kwargs = {
+            "enabled": {
+                "help_text": "false: nothing is sent to it; its new deliveries are kept as `paused` until "
+                "POST /api/destinations/{id}/resume/ sends them."
+            },
+            "disabled_reason": {
+                "help_text": "Why the system turned it off (its receiver answered 410 Gone, or "
+                "`webhook-delivery: disable`); empty otherwise, and cleared when it is resumed or enabled."
+            },
             "signing_secret": {
                 "required": False,
                 "help_text": "Only in the answers that make it (create, rotate-secret); account admins read "
                 "it again at /api/destinations/{id}/secret/.",
-            }
+            },
         }
 
     def to_representation(self, instance):
@@ -178,6 +190,22 @@ class DestinationSerializer(serializers.ModelSerializer):
             data["auth"] = {"type": data["auth"]["type"]}
             data["url"] = url_without_credentials(data["url"])
         return data
+
+
+class DestinationResumeSerializer(serializers.Serializer):
+    resumed = serializers.IntegerField(help_text="Paused deliveries made pending again.")
+    sent = serializers.IntegerField(help_text="Deliveries of the backlog sent before answering (sync mode).")
+    succeeded = serializers.IntegerField(help_text="Of those sent, how many succeeded.")
+    pending = serializers.IntegerField(
+        help_text="Left pending: for the workers (queue mode), or for the next resume (sync mode)."
+    )
+    queued = serializers.BooleanField(help_text="Whether the backlog was handed to the workers.")
+
+
+class DestinationDeletedSerializer(serializers.Serializer):
+    deleted_pending = serializers.IntegerField(
+        help_text="Its deliveries not sent yet (pending or paused), failed for good with it."
+    )
 
 
 class DestinationSecretSerializer(serializers.ModelSerializer):
@@ -198,3 +226,58 @@ class DestinationSecretSerializer(serializers.ModelSerializer):
         if data["previous_signing_secret"] is None:
             data["previous_secret_expires_at"] = None
         return data
+
+
+# ?window= of a destination's stats: a whole number of minutes, hours or days, up to STATS_WINDOW_MAX.
+STATS_WINDOW_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+STATS_WINDOW_MAX = timedelta(days=30)
+STATS_WINDOW_DEFAULT = "24h"
+STATS_WINDOW_ERROR = "Enter a whole number of minutes, hours or days such as 30m, 24h or 7d, at most 30d."
+_STATS_WINDOW = re.compile(r"([1-9][0-9]{0,5})([mhd])")
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    window = serializers.CharField(
+        default=STATS_WINDOW_DEFAULT,
+        help_text="How far back from now: a whole number of minutes, hours or days (`30m`, `24h`, "
+        "`7d`), at most 30 days. Default 24h.",
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        """Adds `length`, the window's timedelta."""
+        found = _STATS_WINDOW.fullmatch(attrs["window"])
+        length = found and int(found[1]) * STATS_WINDOW_UNITS[found[2]]
+        if not length or length > STATS_WINDOW_MAX:
+            raise serializers.ValidationError({"window": [STATS_WINDOW_ERROR]})
+        return {**attrs, "length": length}
+
+
+class CircuitSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["closed", "open", "half_open"])
+    consecutive_failures = serializers.IntegerField(help_text="Failed attempts since the last success.")
+    next_probe_at = serializers.DateTimeField(allow_null=True, help_text="When the next probe is due (open).")
+
+
+class DestinationStatsSerializer(serializers.Serializer):
+    """A destination's attempts (server/selectors.py: DestinationStats) in the window ending now,
+    with the context's `window` as asked and `circuit` (destinations/selectors.py: Circuit)."""
+
+    window = serializers.SerializerMethodField()
+    attempts = serializers.IntegerField()
+    succeeded = serializers.IntegerField(help_text="Attempts answered 2xx.")
+    failed = serializers.IntegerField(help_text="Attempts answered otherwise, or not at all.")
+    success_rate = serializers.FloatField(
+        allow_null=True, help_text="succeeded / attempts, 0 to 1; null without attempts."
+    )
+    p50_ms = serializers.IntegerField(allow_null=True, help_text="Median duration (nearest rank).")
+    p95_ms = serializers.IntegerField(allow_null=True, help_text="95th percentile duration (nearest rank).")
+    last_success_at = serializers.DateTimeField(allow_null=True, help_text="The window's last success began.")
+    last_failure_at = serializers.DateTimeField(allow_null=True, help_text="The window's last failure began.")
+    circuit = serializers.SerializerMethodField()
+
+    def get_window(self, _stats) -> str:
+        return self.context["window"]
+
+    @extend_schema_field(CircuitSerializer)
+    def get_circuit(self, _stats) -> dict:
+        return CircuitSerializer(self.context["circuit"]).data

@@ -20,7 +20,7 @@ from destinations.auth import (
 from destinations.models import Destination
 from destinations.signing import generate_signing_secret
 
-DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers", "auth", "auth_secret")
+DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers", "auth", "auth_secret", "enabled")
 
 
 def _auth_stored(*, auth: Mapping[str, str]) -> dict[str, Any]:
@@ -49,16 +49,19 @@ def destination_create(
     http_method: str,
     headers: dict[str, str],
     auth: Mapping[str, str] | None = None,
+    enabled: bool = True,
     by: AbstractBaseUser | None = None,
 ) -> Destination:
-    """Create a destination for `account`, its `auth` secret encrypted. Raises ValidationError on an
-    invalid field, or on credentials without DATAPUSHER_ENCRYPTION_KEYS."""
+    """Create a destination for `account`, its `auth` secret encrypted (disabled if not `enabled`:
+    its deliveries are kept paused). Raises ValidationError on an invalid field, or on credentials
+    without DATAPUSHER_ENCRYPTION_KEYS."""
     destination = Destination(
         account=account,
         url=url,
         http_method=http_method,
         headers=headers,
         **_auth_stored(auth=auth or auth_none()),
+        enabled=enabled,
         created_by=by,
         updated_by=by,
     )
@@ -69,12 +72,16 @@ def destination_update(
     *, destination: Destination, data: Mapping[str, Any], by: AbstractBaseUser | None = None
 ) -> Destination:
     """Update the editable fields present in `data` (an `auth` replaces the one stored, secret
-    included). Raises ValidationError on an invalid field, or on credentials without a key."""
+    included); setting `enabled` clears disabled_reason (the paused backlog is sent by resuming,
+    server.services.lifecycle). Raises ValidationError on an invalid field, or on credentials without
+    a key."""
     if "auth" in data:
         data = {**data, **_auth_stored(auth=data["auth"])}
+    if "enabled" in data:
+        data = {**data, "disabled_reason": ""}
     return model_update(
         instance=destination,
-        fields=DESTINATION_EDITABLE_FIELDS,
+        fields=(*DESTINATION_EDITABLE_FIELDS, "disabled_reason"),
         data=data,
         by=by,
         save=lambda update_fields: _destination_save(destination=destination, update_fields=update_fields),
@@ -83,6 +90,18 @@ def destination_update(
 
 def destination_delete(*, destination: Destination) -> None:
     destination.delete()
+
+
+def destination_disable(*, destination_id: int, reason: str) -> bool:
+    """Turn an enabled destination off on the system's behalf, saying why (one conditional UPDATE).
+    True if this call turned it off; False if it was off already, or deleted."""
+    return bool(
+        Destination.objects.filter(pk=destination_id, enabled=True).update(
+            enabled=False,
+            disabled_reason=reason[: Destination._meta.get_field("disabled_reason").max_length],
+            updated_at=timezone.now(),
+        )
+    )
 
 
 def destination_rotate_secret(*, destination: Destination, by: AbstractBaseUser | None = None) -> Destination:

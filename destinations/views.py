@@ -1,3 +1,4 @@
+from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -8,10 +9,12 @@ from rest_framework.response import Response
 from accounts.selectors import account_list
 from datapusher.filters import ListFiltersMixin
 from destinations.models import Destination
-from destinations.selectors import destination_list
+from destinations.selectors import destination_circuit, destination_list
 from destinations.serializers import (
     DestinationSecretSerializer,
     DestinationSerializer,
+    DestinationStatsSerializer,
+    StatsQuerySerializer,
     credentials_visible_to,
 )
 from destinations.services import (
@@ -20,15 +23,17 @@ from destinations.services import (
     destination_rotate_secret,
     destination_update,
 )
+from server.selectors import destination_stats_get
 
 
 class DestinationFilter(filters.FilterSet):
     account = filters.UUIDFilter(field_name="account_id", help_text="Only this account's destinations.")
     http_method = filters.ChoiceFilter(choices=Destination.HttpMethod.choices)
+    enabled = filters.BooleanFilter(help_text="Only the enabled (true) or the disabled (false) ones.")
 
     class Meta:
         model = Destination
-        fields = ["account", "http_method"]
+        fields = ["account", "http_method", "enabled"]
 
 
 class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
@@ -76,6 +81,19 @@ class DestinationViewSet(ListFiltersMixin, viewsets.ModelViewSet):
     def secret(self, request, pk=None):
         """The destination's signing secret (and the previous one while it still signs); for admins."""
         return Response(DestinationSecretSerializer(self.get_object()).data)
+
+    @extend_schema(parameters=[StatsQuerySerializer], responses=DestinationStatsSerializer)
+    @action(detail=True, methods=["get"])
+    def stats(self, request, pk=None):
+        """The destination's attempts in the window ending now (counts, success rate, duration
+        percentiles, last success and failure) and its circuit; for any member."""
+        destination = self.get_object()
+        query = StatsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        window, now = query.validated_data, timezone.now()
+        stats = destination_stats_get(destination=destination, since=now - window["length"], now=now)
+        context = {"window": window["window"], "circuit": destination_circuit(destination=destination)}
+        return Response(DestinationStatsSerializer(stats, context=context).data)
 
 
 @extend_schema(parameters=[OpenApiParameter("account_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])

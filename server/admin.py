@@ -1,8 +1,11 @@
 """The delivery log in the operator console: events, deliveries and attempts, read-only, newest
 first, with redeliver/retry actions (docs/admin.md)."""
 
+import functools
+import operator
 import uuid
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import HttpRequest
@@ -11,9 +14,13 @@ from django.utils.text import Truncator
 from accounts.admin import LIST_AND_PAGE, AccountAdmin, autocomplete_filter, change_link, changelist_link
 from accounts.models import Account
 from destinations.addresses import url_without_credentials
+from destinations.admin import DestinationAdmin
+from destinations.auth import AuthType
+from destinations.models import Destination
 from server.models import Attempt, Delivery, Event
 from server.services.ingest import AccountBusy, IngestOutcome, event_send_test
-from server.services.log import Resend, deliveries_resend
+from server.services.lifecycle import destination_delete, destination_resume
+from server.services.log import ActionClock, Resend, deliveries_resend
 
 ERROR_EXCERPT_CHARS = 60
 
@@ -109,14 +116,24 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         if not term:
             return queryset, False
         as_id = _term_uuid(term)
-        condition = self.search_by_text(term) if as_id is None else self.search_by_id(as_id)
-        return (queryset.none() if condition is None else queryset.filter(condition)), False
+        # A UUID may be an id or a sender's CL-X-EVENT-ID (many use UUIDs): both are looked for.
+        conditions = [
+            condition
+            for condition in (None if as_id is None else self.search_by_id(as_id), self.search_by_text(term))
+            if condition is not None
+        ]
+        if not conditions:
+            return queryset.none(), False
+        return queryset.filter(functools.reduce(operator.or_, conditions)), False
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # retention is purge_events' (in batches), not a page of the admin
 
 
 class ResendAdmin(ReadOnlyAdmin):
@@ -128,15 +145,34 @@ class ResendAdmin(ReadOnlyAdmin):
     def deliveries_of(self, queryset: QuerySet) -> QuerySet[Delivery]:
         raise NotImplementedError
 
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        """Sending again needs the change permission on deliveries (the log stays read-only)."""
+        return request.user.has_perm("server.change_delivery")
+
     def _resend(self, request: HttpRequest, queryset: QuerySet, *, failed_only: bool) -> None:
-        resend = deliveries_resend(deliveries=self.deliveries_of(queryset), failed_only=failed_only)
+        deliveries = self.deliveries_of(queryset)
+        selected = deliveries.count()
+        if selected > settings.DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES:
+            self.message_user(
+                request,
+                f"Nothing sent: {selected} deliveries selected, and an action sends at most "
+                f"{settings.DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES}. Select fewer (a filter, a date), "
+                "or use the API's redeliver per event.",
+                messages.ERROR,
+            )
+            return
+        resend = deliveries_resend(deliveries=deliveries, failed_only=failed_only)
         self.message_user(request, *resend_message(resend))
 
-    @admin.action(description="Redeliver now (succeeded ones too)", location=LIST_AND_PAGE)
+    @admin.action(
+        description="Redeliver now (succeeded ones too)", permissions=["redeliver"], location=LIST_AND_PAGE
+    )
     def redeliver(self, request, queryset):
         self._resend(request, queryset, failed_only=False)
 
-    @admin.action(description="Retry now those not succeeded", location=LIST_AND_PAGE)
+    @admin.action(
+        description="Retry now those not succeeded", permissions=["redeliver"], location=LIST_AND_PAGE
+    )
     def retry_failed(self, request, queryset):
         self._resend(request, queryset, failed_only=True)
 
@@ -330,7 +366,19 @@ class AccountConsoleAdmin(AccountAdmin):
 
     @admin.action(description="Send a test event", permissions=["change"], location=LIST_AND_PAGE)
     def send_test_event(self, request: HttpRequest, queryset) -> None:
-        for account in queryset:
+        clock = ActionClock()
+        accounts = list(queryset)
+        # An account with OAuth credentials on a destination may take longer (a token fetch, a 401).
+        fetching = set(
+            Destination.objects.filter(
+                account__in=accounts, auth__type=AuthType.OAUTH2_CLIENT_CREDENTIALS
+            ).values_list("account_id", flat=True)
+        )
+        for position, account in enumerate(accounts):
+            if not clock.may_start(fetches_token=account.pk in fetching):
+                left = ", ".join(a.account_name for a in accounts[position:])
+                self.message_user(request, f"Not sent, the action's time was up: {left}.", messages.WARNING)
+                return
             try:
                 outcome = event_send_test(account=account)
             except AccountBusy:
@@ -350,3 +398,35 @@ class AccountConsoleAdmin(AccountAdmin):
 
 admin.site.unregister(Account)
 admin.site.register(Account, AccountConsoleAdmin)
+
+
+class DestinationConsoleAdmin(DestinationAdmin):
+    """Destinations with what touches their deliveries: resuming, and deleting with the unsent ones
+    (here, since `destinations` does not depend on `server`)."""
+
+    actions = ["resume", *DestinationAdmin.actions]
+
+    def delete_model(self, request: HttpRequest, obj: Destination) -> None:
+        destination_delete(destination=obj)  # its unsent deliveries fail with it, as in the API
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for destination in queryset:
+            destination_delete(destination=destination)
+
+    @admin.action(
+        description="Resume: enable and send the paused deliveries",
+        permissions=["change"],
+        location=LIST_AND_PAGE,
+    )
+    def resume(self, request: HttpRequest, queryset) -> None:
+        for destination in queryset:
+            resumed = destination_resume(destination=destination, by=request.user)
+            messages.success(
+                request,
+                f"{destination} resumed: {resumed.resumed} paused deliveries made pending, "
+                f"{resumed.sent} sent ({resumed.succeeded} succeeded), {resumed.pending} pending.",
+            )
+
+
+admin.site.unregister(Destination)
+admin.site.register(Destination, DestinationConsoleAdmin)

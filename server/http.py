@@ -43,6 +43,9 @@ from destinations import addresses
 from destinations.addresses import IPAddress, address_allowed
 
 USER_AGENT = f"DataPusher/{__version__}"
+# A Data Pusher extension to Standard Webhooks: a receiver answering with this header set to
+# `disable` is sent nothing more until its destination is resumed (docs/delivery.md).
+DELIVERY_CONTROL_HEADER = "webhook-delivery"
 logger = logging.getLogger(__name__)
 
 
@@ -78,6 +81,8 @@ class OutboundResponse:
     status_code: int
     body: bytes  # at most DATAPUSHER_RESPONSE_MAX_BYTES
     retry_after: float | None = None  # seconds, from a Retry-After header
+    # The receiver asked, with `webhook-delivery: disable`, to be sent nothing more.
+    disable_requested: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -87,6 +92,21 @@ class OutboundResponse:
     def retryable(self) -> bool:
         """5xx and 429 may pass; other 4xx and 3xx (redirects are not followed) will not."""
         return self.status_code >= 500 or self.status_code == 429
+
+    @property
+    def disables(self) -> str | None:
+        """Why this answer turns the destination off (410 Gone, or the disable header), else None."""
+        if self.status_code == 410:
+            return "the destination answered 410 Gone"
+        if self.disable_requested:
+            return f"the destination asked to be disabled ({DELIVERY_CONTROL_HEADER}: disable)"
+        return None
+
+    @property
+    def throttled(self) -> bool:
+        """A 429 or 503 saying when to come back: that wait replaces the retry schedule's, and the
+        attempt does not count against the schedule."""
+        return self.status_code in (429, 503) and self.retry_after is not None
 
 
 # --- SSRF guard ----------------------------------------------------------------------------------
@@ -423,6 +443,7 @@ def send(
         status_code=response.status_code,
         body=content,
         retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+        disable_requested=response.headers.get(DELIVERY_CONTROL_HEADER, "").strip().lower() == "disable",
     )
 
 

@@ -52,6 +52,8 @@ class Delivery(models.Model):
         PENDING = "pending"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        # Kept, not sent: its destination is disabled (the reason in `error`); resuming it sends it.
+        PAUSED = "paused"
 
     # The sequential id orders deliveries as created; delivery_id is the public id and the
     # Standard Webhooks `webhook-id` (the same across retries).
@@ -91,6 +93,8 @@ class Delivery(models.Model):
             models.Index(fields=["status", "created_at"], name="delivery_status_created"),
             models.Index(fields=["created_at"], name="delivery_created"),
             models.Index(fields=["processed_at"], name="delivery_processed"),
+            # A resume's backlog: a destination's paused deliveries, oldest first.
+            models.Index(fields=["destination", "id"], condition=Q(status="paused"), name="delivery_paused"),
         ]
 
     def __str__(self) -> str:
@@ -101,6 +105,17 @@ class Attempt(models.Model):
     """One HTTP try of a delivery."""
 
     delivery = models.ForeignKey(Delivery, on_delete=models.DB_CASCADE, related_name="attempts")
+    # The delivery's destination when it was attempted, kept here so that a destination's attempts
+    # in a time window are one range of the index below (a destination's stats) rather than a join
+    # through all its deliveries ever.
+    destination = models.ForeignKey(
+        Destination,
+        on_delete=models.DB_SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # attempt_destination_started leads with it
+    )
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True, default="", help_text="The first 4 KiB of the answer.")
     error = models.TextField(blank=True, default="")
@@ -113,6 +128,8 @@ class Attempt(models.Model):
         indexes = [
             # The dashboard's day of attempts (server/selectors.py: dashboard_get).
             models.Index(fields=["started_at"], name="attempt_started"),
+            # One destination's attempts in a window (server/selectors.py: destination_stats_get).
+            models.Index(fields=["destination", "started_at"], name="attempt_destination_started"),
         ]
 
     def __str__(self) -> str:

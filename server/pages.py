@@ -13,7 +13,7 @@ from django.views.decorators.http import require_safe
 from server.selectors import HourCounts, dashboard_get
 
 # Drawn bottom to top in each hour's bar.
-CHART_STATUSES = ("succeeded", "failed", "pending")
+CHART_STATUSES = ("succeeded", "failed", "pending", "paused")
 CHART_WIDTH = 720
 CHART_HEIGHT = 160
 CHART_LABEL_EVERY = 3  # hours between labels under the bars
@@ -96,6 +96,7 @@ DOCS = (
     ("doc-api", "The API contract, every error case", "docs/api.md"),
     ("doc-delivery", "The delivery engine", "docs/delivery.md"),
     ("doc-deployment", "Deploying, monitoring, the dashboard", "docs/deployment.md"),
+    ("doc-admin", "The operator console (the admin)", "docs/admin.md"),
 )
 
 

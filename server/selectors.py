@@ -23,7 +23,8 @@ from server.models import Attempt, Delivery, DispatcherHeartbeat, Event
 # Its destination columns come in the model's field order, which from_db below relies on.
 _TARGET_SQL = """
     SELECT a.account_id, a.rate_limit, d.id, d.url, d.http_method, d.headers, d.signing_secret,
-        d.previous_signing_secret, d.previous_secret_expires_at, d.consecutive_failures, d.auth, d.auth_secret
+        d.previous_signing_secret, d.previous_secret_expires_at, d.consecutive_failures, d.enabled,
+        d.disabled_reason, d.auth, d.auth_secret
     FROM accounts_account a LEFT JOIN destinations_destination d ON d.account_id = a.account_id
     WHERE a.{column} = %s ORDER BY d.id
 """
@@ -41,6 +42,8 @@ _DESTINATION_FIELDS = (
     "previous_signing_secret",
     "previous_secret_expires_at",
     "consecutive_failures",
+    "enabled",
+    "disabled_reason",
     "auth",
     "auth_secret",
 )
@@ -65,6 +68,7 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
     headers_field = Destination._meta.get_field("headers")
     auth_field = Destination._meta.get_field("auth")
     expires_field = Destination._meta.get_field("previous_secret_expires_at")
+    enabled_field = Destination._meta.get_field("enabled")
     account_id = account_field.to_python(rows[0][0])
     # As the ORM loads a row (from_db), the fields not selected deferred.
     destinations = [
@@ -81,6 +85,8 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
                 previous_secret,
                 _aware(expires_field.to_python(expires)),
                 failures,
+                enabled_field.to_python(enabled),
+                disabled_reason,
                 auth_field.from_db_value(auth, None, connection),
                 auth_secret,
             ),
@@ -96,6 +102,8 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
             previous_secret,
             expires,
             failures,
+            enabled,
+            disabled_reason,
             auth,
             auth_secret,
         ) in rows
@@ -175,29 +183,41 @@ class HourCounts:
     pending: int
     succeeded: int
     failed: int
+    paused: int
 
     @property
     def total(self) -> int:
-        return self.pending + self.succeeded + self.failed
+        return self.pending + self.succeeded + self.failed + self.paused
 
 
 @dataclass(frozen=True)
 class DestinationStats:
-    """One destination's attempts in the window: how many, how many failed (no 2xx answer), and
-    their durations' 50th and 95th percentiles (nearest rank: an actual duration, the one at rank
-    ceil(p n / 100) of the n sorted)."""
+    """One destination's attempts in a window: how many, how many failed (no 2xx answer), their
+    durations' 50th and 95th percentiles (nearest rank: an actual duration, the one at rank
+    ceil(p n / 100) of the n sorted; None without attempts) and when the last success and the last
+    failure started (None: none in the window)."""
 
     destination_id: int
     url: str
     account_name: str
     attempts: int
     failed: int
-    p50_ms: int
-    p95_ms: int
+    p50_ms: int | None
+    p95_ms: int | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+
+    @property
+    def succeeded(self) -> int:
+        return self.attempts - self.failed
 
     @property
     def failure_percent(self) -> float:
         return 100 * self.failed / self.attempts
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.succeeded / self.attempts if self.attempts else None
 
 
 @dataclass(frozen=True)
@@ -258,49 +278,79 @@ def _at_nearest_rank(percent: int) -> Q:
     return Q(GreaterThanOrEqual(F("rank") * 100, share)) & Q(LessThan(F("rank") * 100, share + 100))
 
 
-def _destination_stats(*, since: datetime, now: datetime) -> list[DestinationStats]:
-    """Per destination, from one statement whatever their number. PostgreSQL's percentile_cont
-    does not exist on SQLite, and reading a day of durations into Python is unbounded: the
-    database numbers each destination's attempts by duration (window functions, on both) and
-    returns only the rows at the 50th and 95th percentile ranks — at most two per destination,
-    each carrying its destination's counts. The sort is the database's, bounded by its own memory
-    settings (spilling to disk), over the rows of the window only (index attempt_started)."""
-    by_destination = {"partition_by": [F("delivery__destination_id")]}
+def _destination_stats(
+    *, since: datetime, now: datetime, destination_id: int | None = None
+) -> list[DestinationStats]:
+    """Per destination (or only `destination_id`'s), from one statement whatever their number.
+    PostgreSQL's percentile_cont does not exist on SQLite, and reading a day of durations into
+    Python is unbounded: the database numbers each destination's attempts by duration (window
+    functions, on both) and returns only the rows at the 50th and 95th percentile ranks — at most
+    two per destination, each carrying its destination's counts and last times. The sort is the
+    database's, bounded by its own memory settings (spilling to disk), over the rows of the window
+    only (index attempt_started; attempt_destination_started for one destination)."""
+    by_destination = {"partition_by": [F("destination_id")]}
+    attempts = Attempt.objects.filter(started_at__gte=since, started_at__lte=now)
+    if destination_id is None:
+        attempts = attempts.filter(destination__isnull=False)
+    else:
+        attempts = attempts.filter(destination_id=destination_id)
     rows = (
-        Attempt.objects.filter(
-            started_at__gte=since, started_at__lte=now, delivery__destination__isnull=False
-        )
-        .annotate(
+        attempts.annotate(
             rank=Window(RowNumber(), order_by=[F("duration_ms").asc(), F("id").asc()], **by_destination),
             total=Window(Count("id"), **by_destination),
             failed=Window(Sum(Case(When(_SUCCEEDED, then=0), default=1)), **by_destination),
+            last_success_at=Window(Max(Case(When(_SUCCEEDED, then=F("started_at")))), **by_destination),
+            last_failure_at=Window(Max(Case(When(~_SUCCEEDED, then=F("started_at")))), **by_destination),
         )
         .filter(_at_nearest_rank(50) | _at_nearest_rank(95))
-        .order_by("delivery__destination_id", "rank")
+        .order_by("destination_id", "rank")
         .values_list(
-            "delivery__destination_id",
-            "delivery__destination__url",
-            "delivery__destination__account__account_name",
+            "destination_id",
+            "destination__url",
+            "destination__account__account_name",
             "total",
             "failed",
             "duration_ms",
+            "last_success_at",
+            "last_failure_at",
         )
     )
     found: dict[int, DestinationStats] = {}
-    for destination_id, url, account_name, total, failed, duration_ms in rows:
+    for destination, url, account_name, total, failed, duration_ms, last_success_at, last_failure_at in rows:
         # By rank: a destination's first row is at the 50th percentile, its last at the 95th
         # (one row is both when its rank is the nearest for both, e.g. with a single attempt).
-        earlier = found.get(destination_id)
-        found[destination_id] = DestinationStats(
-            destination_id=destination_id,
+        earlier = found.get(destination)
+        found[destination] = DestinationStats(
+            destination_id=destination,
             url=url_without_credentials(url),
             account_name=account_name,
             attempts=total,
             failed=failed,
             p50_ms=duration_ms if earlier is None else earlier.p50_ms,
             p95_ms=duration_ms,
+            last_success_at=last_success_at,
+            last_failure_at=last_failure_at,
         )
     return list(found.values())
+
+
+def destination_stats_get(*, destination: Destination, since: datetime, now: datetime) -> DestinationStats:
+    """`destination`'s attempts started from `since` to `now` (both included), in one query
+    whatever their number; without any, zeros and Nones (and no account_name: not read for that)."""
+    found = _destination_stats(since=since, now=now, destination_id=destination.pk)
+    if found:
+        return found[0]
+    return DestinationStats(
+        destination_id=destination.pk,
+        url=url_without_credentials(destination.url),
+        account_name="",
+        attempts=0,
+        failed=0,
+        p50_ms=None,
+        p95_ms=None,
+        last_success_at=None,
+        last_failure_at=None,
+    )
 
 
 def dashboard_get(*, now: datetime) -> Dashboard:

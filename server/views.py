@@ -36,7 +36,13 @@ from server.serializers import (
 from server.services.delivery import payload_needs_data
 from server.services.dispatch import queue_mode
 from server.services.ingest import AccountBusy, EventIdConflict, event_ingest
-from server.services.log import DeliveryBusy, DestinationDeleted, delivery_retry, event_redeliver
+from server.services.log import (
+    DeliveryBusy,
+    DestinationDeleted,
+    DestinationDisabled,
+    delivery_retry,
+    event_redeliver,
+)
 
 TOKEN_HEADER = "CL-X-TOKEN"  # noqa: S105 (a header name, not a secret)
 EVENT_ID_HEADER = "CL-X-EVENT-ID"
@@ -209,7 +215,8 @@ class DeliveryViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):
             200: OpenApiResponse(DeliveryDetailSerializer, description="Sync mode: sent, with its attempt."),
             202: OpenApiResponse(DeliveryDetailSerializer, description="Queue mode: pending, due now."),
             409: OpenApiResponse(
-                DETAIL, description="It is being sent right now, or its destination was deleted."
+                DETAIL,
+                description="It is being sent right now, or its destination was deleted or is disabled.",
             ),
         },
     )
@@ -217,11 +224,16 @@ class DeliveryViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):
     def retry(self, request, delivery_id=None):
         """Send the delivery again, with the same webhook-id. Sync mode: 200 with its new attempt;
         queue mode: 202 with it pending, due now. 409 if it is being sent right now or its
-        destination was deleted."""
+        destination was deleted or is disabled (resume the destination to send its paused backlog)."""
         try:
             delivery = delivery_retry(delivery=self.get_object())
         except DestinationDeleted:
             return _conflict("The destination of this delivery was deleted; it cannot be sent again.")
+        except DestinationDisabled as err:
+            return _conflict(
+                f"Not sent: {err.reason}. Resume the destination (POST /api/destinations/{err.destination_id}"
+                "/resume/) to send its paused deliveries."
+            )
         except DeliveryBusy:
             return _conflict("This delivery is being sent right now; try again when that attempt has ended.")
         return Response(DeliveryDetailSerializer(delivery).data, status=_sent_status())

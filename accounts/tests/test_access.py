@@ -126,7 +126,9 @@ MATRIX = [
     ),
     ("POST", "/api/destinations/{D}/rotate-secret/", None, False, (401, 404, 403, 200, 200)),
     ("GET", "/api/destinations/{D}/secret/", None, False, (401, 404, 403, 200, 200)),
-    ("DELETE", "/api/destinations/{D}/", None, False, (401, 404, 403, 204, 204)),
+    ("GET", "/api/destinations/{D}/stats/?window=7d", None, False, (401, 404, 200, 200, 200)),
+    ("POST", "/api/destinations/{D}/resume/", None, False, (401, 404, 403, 200, 200)),
+    ("DELETE", "/api/destinations/{D}/", None, False, (401, 404, 403, 200, 200)),
     ("GET", "/api/events/", None, False, (401, 200, 200, 200, 200)),
     ("GET", "/api/events/{E}/", None, False, (401, 404, 200, 200, 200)),
     ("POST", "/api/events/{E}/redeliver/", None, True, (401, 404, 200, 200, 200)),
@@ -185,7 +187,7 @@ def _snapshot(world: World) -> tuple:
                 "account_id", "account_name", "email", "app_secret_token_hash", "rate_limit"
             )
         ),
-        list(Destination.objects.values_list("id", "url", "http_method", "signing_secret")),
+        list(Destination.objects.values_list("id", "url", "http_method", "signing_secret", "enabled")),
         list(AccountMember.objects.values_list("account_id", "user_id", "role")),
         list(Delivery.objects.values_list("id", "attempt_count")),
         AuthToken.objects.count(),

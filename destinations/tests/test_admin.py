@@ -3,6 +3,7 @@ from django.utils import timezone
 
 from destinations.models import Destination
 from destinations.tests.factories import DestinationFactory
+from server.models import Delivery, Event
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +61,42 @@ def test_a_secret_shown_once_never_travels_in_a_cookie(admin_client):
     assert response.status_code == 302
     assert all(destination.signing_secret not in cookie.value for cookie in response.cookies.values())
     assert "messages" not in response.cookies
+
+
+def test_resume_enables_the_destination_and_sends_its_paused_deliveries(admin_client, receiver):
+    """The Resume action enables a disabled destination, sends its paused delivery and says so."""
+    destination = DestinationFactory(url=f"{receiver.url}/in", enabled=False, disabled_reason="gone")
+    event = Event.objects.create(account=destination.account, body='{"a": 1}')
+    Delivery.objects.create(
+        event=event, destination=destination, url=destination.url, http_method="POST", status="paused"
+    )
+    shown = run_action(admin_client, "resume", destination)
+    assert shown == [
+        f"POST {receiver.url}/in resumed: 1 paused deliveries made pending, 1 sent (1 succeeded), 0 pending."
+    ]
+    destination.refresh_from_db()
+    assert (destination.enabled, destination.disabled_reason) == (True, "")
+    assert [(r.method, r.path, r.body) for r in receiver.requests] == [("POST", "/in", b'{"a": 1}')]
+
+
+def test_the_list_filters_by_enabled(admin_client):
+    """?enabled__exact=0 lists only the disabled destinations."""
+    DestinationFactory(url="https://on.example.com/")
+    DestinationFactory(url="https://off.example.com/", enabled=False)
+    listed = admin_client.get(DESTINATIONS, {"enabled__exact": "0"}).content.decode()
+    assert "off.example.com" in listed
+    assert "on.example.com" not in listed
+
+
+def test_deleting_in_the_admin_fails_the_unsent_deliveries(admin_client):
+    """Deleting a destination from its page fails its paused delivery ("destination deleted")."""
+    destination = DestinationFactory(enabled=False)
+    event = Event.objects.create(account=destination.account, body="{}")
+    Delivery.objects.create(
+        event=event, destination=destination, url=destination.url, http_method="POST", status="paused"
+    )
+    response = admin_client.post(f"{DESTINATIONS}{destination.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert list(Delivery.objects.values_list("destination", "status", "error")) == [
+        (None, "failed", "destination deleted")
+    ]

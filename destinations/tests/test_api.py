@@ -59,6 +59,8 @@ def test_create_returns_the_destination(api_client):
         "http_method",
         "headers",
         "auth",
+        "enabled",
+        "disabled_reason",
         "signing_secret",
         "created_at",
         "updated_at",
@@ -304,9 +306,10 @@ def test_patch_rejects_header_injection(api_client):
 
 
 def test_delete(api_client):
-    """DELETE answers 204 and removes only that destination."""
+    """DELETE answers 200 with no unsent delivery gone with it, and removes only that destination."""
     destination, other = DestinationFactory.create_batch(2)
-    assert api_client.delete(detail_url(destination.id)).status_code == 204
+    response = api_client.delete(detail_url(destination.id))
+    assert (response.status_code, response.json()) == (200, {"deleted_pending": 0})
     assert list(Destination.objects.values_list("id", flat=True)) == [other.id]
 
 

@@ -1,6 +1,7 @@
-"""The alert hook: a WARNING line when a delivery fails for good, and when a destination's attempts
+"""The alert hook: a WARNING line when a delivery fails for good, when a destination's attempts
 have failed DATAPUSHER_ALERT_AFTER_FAILURES times in a row (once, on reaching it; a success starts
-the count again). With DATAPUSHER_ALERT_URL set, each alert is also POSTed there as JSON, by one
+the count again), and when a receiver turns its destination off (410 Gone, `webhook-delivery:
+disable`). With DATAPUSHER_ALERT_URL set, each alert is also POSTed there as JSON, by one
 background thread per process through server.http (its timeouts and address guard): a sender only
 queues it, a full queue drops it with a warning, and a notification that fails is logged, never
 raised. Neither the lines nor the notifications hold a URL, a header value or a secret.
@@ -27,6 +28,7 @@ from server.models import Delivery
 
 DELIVERY_FAILED = "delivery_failed"
 DESTINATION_FAILING = "destination_failing"
+DESTINATION_DISABLED = "destination_disabled"
 ERROR_EXCERPT_CHARS = 500
 # Notifications waiting to be POSTed per process; more are dropped, each with a warning.
 NOTIFICATION_QUEUE_SIZE = 100
@@ -70,6 +72,16 @@ def delivery_failed_alert(*, delivery: Delivery) -> None:
             "status_code": delivery.last_status_code,
             "error": _error_excerpt(delivery.error),
         },
+    )
+
+
+def destination_disabled_alert(*, delivery: Delivery, reason: str) -> None:
+    """Alert that the answer to `delivery` (with its event) turned its destination off: 410 Gone or
+    the `webhook-delivery: disable` header. Its deliveries are paused until it is resumed."""
+    _alert(
+        kind=DESTINATION_DISABLED,
+        message="destination disabled by its receiver",
+        fields={**_delivery_fields(delivery), "status_code": delivery.last_status_code, "reason": reason},
     )
 
 

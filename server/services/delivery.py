@@ -30,12 +30,15 @@ from django.utils import timezone
 
 from datapusher.logs import request_id_bound
 from datapusher.sql import db_value, rows_insert, rows_update
+from destinations.models import Destination
+from destinations.services import destination_disable
 from destinations.signing import signature
 from server import broker, http, metrics
 from server.models import Attempt, Delivery, Event
 from server.payload import payload_loads
 from server.services import alerts
 from server.services.credentials import Authorizer, authorizer_for
+from server.services.dispatch import deliveries_hand_over
 
 # Methods whose request carries the data as query parameters instead of a body.
 QUERY_METHODS = frozenset({"GET", "DELETE"})
@@ -100,17 +103,22 @@ def unleased(*, now: datetime) -> Q:
     return Q(lease_id__isnull=True) | Q(lease_expires_at__lt=now)
 
 
+def retry_after_delay(*, retry_after: float) -> float:
+    """A destination's Retry-After (seconds), clamped to between 1 second and DATAPUSHER_RETRY_AFTER_MAX."""
+    return min(max(retry_after, 1.0), settings.DATAPUSHER_RETRY_AFTER_MAX)
+
+
 def retry_delay(*, attempt_count: int, retry_after: float | None = None) -> float | None:
     """Seconds to wait after the `attempt_count`-th failed attempt, or None when none is left.
 
     From DATAPUSHER_RETRY_SCHEDULE with +/- DATAPUSHER_RETRY_JITTER; a destination's Retry-After
-    is honoured instead, clamped to between 1 second and the schedule's longest wait.
+    is honoured instead (retry_after_delay).
     """
     schedule = settings.DATAPUSHER_RETRY_SCHEDULE
     if attempt_count > len(schedule):
         return None
     if retry_after is not None:
-        return min(max(retry_after, 1.0), max(schedule))
+        return retry_after_delay(retry_after=retry_after)
     jitter = settings.DATAPUSHER_RETRY_JITTER
     return schedule[attempt_count - 1] * random.uniform(1 - jitter, 1 + jitter)  # noqa: S311 (not crypto)
 
@@ -129,6 +137,15 @@ def query_params(data: dict[str, Any]) -> list[tuple[str, str]]:
 def event_payloads(*, events: Iterable[Event]) -> dict[Any, Payload]:
     """Each event's body, by event_id, as deliveries_send takes them."""
     return {event.event_id: (event.body.encode(), None) for event in events}
+
+
+def send_blocked(*, destination: Destination) -> str | None:
+    """The one place that decides whether a destination may be sent to now: None if it may, else
+    why not (its deliveries are then kept as `paused`, with that reason, and nothing is sent)."""
+    if not destination.enabled:
+        reason = destination.disabled_reason
+        return f"the destination is disabled ({reason})" if reason else "the destination is disabled"
+    return None
 
 
 def payload_needs_data(*, destinations: Iterable[Any]) -> bool:
@@ -369,6 +386,7 @@ def _lease(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> list[Deliv
 # What an attempt's log entry holds, and what its outcome changes on the delivery.
 ATTEMPT_FIELDS = (
     "delivery",
+    "destination",
     "status_code",
     "response_body",
     "error",
@@ -396,6 +414,15 @@ class _Change:
     attempt: dict[str, Any] | None
     number: int = 0  # the attempt's number in its delivery's log
     reauthorize: bool = False  # sent again at once with a new access token (REAUTHORIZED)
+    # Whether the attempt counts against the retry schedule (attempt_count): not a throttled answer's.
+    counted: bool = True
+    # Why the answer turns the destination off (http.OutboundResponse.disables), else None.
+    disables: str | None = None
+
+    @property
+    def batched(self) -> bool:
+        """Written by _deliveries_record's one UPDATE (an attempt that counts); else on its own."""
+        return self.attempt is not None and self.counted
 
 
 def _clean_text(text: str) -> str:
@@ -407,29 +434,45 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool, reauthori
     stays pending, due after the retry schedule's wait; with `reauthorize`, a 401 to an access token
     stays pending, to be sent again at once (REAUTHORIZED)."""
     outcome, started, duration = result
-    retry_after = None
+    retry_after, throttled, disables = None, False, None
     if isinstance(outcome, http.OutboundResponse):
         status_code = outcome.status_code
         excerpt = outcome.body[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
         error = "" if outcome.succeeded else f"destination answered HTTP {status_code}"
         succeeded = outcome.succeeded
-        retry_after = outcome.retry_after
+        retry_after, throttled, disables = outcome.retry_after, outcome.throttled, outcome.disables
     else:
         status_code, excerpt, error, succeeded = None, "", str(outcome), False
     error = _clean_text(error)
     duration_ms = round(duration * 1000)
     finished_at = datetime.fromtimestamp(started + duration, tz=UTC)
-    attempt_count = delivery.attempt_count + 1
     delay = None
-    reauthorize = reauthorize and status_code == 401 and delivery.destination.auth_fetches_token
+    # Not when the answer also turns the destination off: nothing more is sent to it.
+    reauthorize = (
+        reauthorize and status_code == 401 and not disables and delivery.destination.auth_fetches_token
+    )
     if reauthorize:
         error, delay = REAUTHORIZED, REAUTHORIZE_DELAY.total_seconds()
     elif not succeeded and retries and outcome.retryable:
-        delay = retry_delay(attempt_count=attempt_count, retry_after=retry_after)
+        if throttled:
+            delay = retry_after_delay(retry_after=retry_after)
+        else:
+            delay = retry_delay(attempt_count=delivery.attempt_count + 1, retry_after=retry_after)
     if succeeded:
         status = Delivery.Status.SUCCEEDED
+    elif delay is None:
+        status = Delivery.Status.FAILED
+    elif disables:  # would be tried again, but the destination is off now: kept for its resume
+        status, delay, error = (
+            Delivery.Status.PAUSED,
+            None,
+            _clean_text(f"{error}; the destination is disabled ({disables})"),
+        )
     else:
-        status = Delivery.Status.FAILED if delay is None else Delivery.Status.PENDING
+        status = Delivery.Status.PENDING
+    # Put off by a 429/503's Retry-After, it spends no attempt of the schedule: the wait is the
+    # receiver's. (Failed or paused instead, the attempt counts as any other.)
+    counted = not (throttled and status == Delivery.Status.PENDING)
     fields = {
         "status": status,
         "last_status_code": status_code,
@@ -442,6 +485,7 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool, reauthori
     }
     attempt = {
         "delivery": delivery.pk,
+        "destination": delivery.destination_id,
         "status_code": status_code,
         "response_body": _clean_text(excerpt),
         "error": error,
@@ -449,7 +493,14 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool, reauthori
         "started_at": datetime.fromtimestamp(started, tz=UTC),
         "finished_at": finished_at,
     }
-    return _Change(fields=fields, attempt=attempt, number=attempt_count, reauthorize=reauthorize)
+    return _Change(
+        fields=fields,
+        attempt=attempt,
+        number=delivery.attempt_count + 1,
+        reauthorize=reauthorize,
+        counted=counted,
+        disables=disables,
+    )
 
 
 # The lease ends with every write its holder makes.
@@ -465,6 +516,11 @@ def _not_started(now: datetime) -> _Change:
     return _Change(fields=fields, attempt=None)
 
 
+def _paused(reason: str) -> _Change:
+    fields = {"status": Delivery.Status.PAUSED, "next_attempt_at": None, "error": reason}
+    return _Change(fields=fields, attempt=None)
+
+
 def _deliveries_attempt(
     *, deliveries: Sequence[Delivery], payloads: Mapping[Any, Payload], reauthorize: bool
 ) -> list[_Change]:
@@ -472,24 +528,35 @@ def _deliveries_attempt(
     limits; returns what each outcome changes, for _deliveries_record. Touches no database.
 
     With a broker, a retryable failure stays pending until its next try (the dispatcher sends it
-    then). A delivery the limits did not let start stays pending, with no attempt spent.
+    then). A delivery the limits did not let start stays pending, with no attempt spent. One whose
+    destination may not be sent to now (send_blocked) is paused, with nothing sent.
     """
     if not deliveries:
         return []
     retries = broker.configured()
-    results = _fan_out(
-        [
-            (d.event.account_id, _outbound_request(delivery=d, payload=payloads[d.event_id]))
-            for d in deliveries
-        ]
+    blocked = [send_blocked(destination=d.destination) for d in deliveries]
+    to_send = [d for d, reason in zip(deliveries, blocked, strict=True) if reason is None]
+    results = iter(
+        _fan_out(
+            [
+                (d.event.account_id, _outbound_request(delivery=d, payload=payloads[d.event_id]))
+                for d in to_send
+            ]
+        )
     )
     now = timezone.now()
-    return [
-        _not_started(now)
-        if result is None
-        else _outcome(delivery=d, result=result, retries=retries, reauthorize=reauthorize)
-        for d, result in zip(deliveries, results, strict=True)
-    ]
+    changes = []
+    for delivery, reason in zip(deliveries, blocked, strict=True):
+        if reason is not None:
+            changes.append(_paused(reason))
+            continue
+        result = next(results)
+        changes.append(
+            _not_started(now)
+            if result is None
+            else _outcome(delivery=delivery, result=result, retries=retries, reauthorize=reauthorize)
+        )
+    return changes
 
 
 def _deliveries_record(
@@ -522,7 +589,7 @@ def _deliveries_record(
         rows=[
             (d.pk, *(c.fields[name] for name in OUTCOME_FIELDS), now)
             for d, c in zip(deliveries, changes, strict=True)
-            if c.attempt is not None
+            if c.batched
         ],
         extra=counted_and_released,
         where=f"{quote('lease_id')} = %s",
@@ -535,7 +602,7 @@ def _deliveries_record(
         ):
             for name, value in {**change.fields, **_RELEASED, "updated_at": now}.items():
                 setattr(delivery, name, value)
-            if change.attempt is not None:
+            if change.batched:
                 delivery.attempt_count += 1
         else:
             taken_over.append(delivery)
@@ -581,11 +648,76 @@ def deliveries_send(
                 rows=[(processed.pk, processed.processed_at)],
             )
     _attempts_report(deliveries=deliveries, changes=changes, taken_over=taken_over)
+    _receiver_control(deliveries=deliveries, changes=changes)
+    deliveries_settle_paused(
+        deliveries=[d for d in deliveries if d.status == Delivery.Status.PAUSED and d not in taken_over]
+    )
+
     again = [d for d, c in zip(deliveries, changes, strict=True) if c.reauthorize and d not in taken_over]
     if again:
         lease_id = uuid.uuid4()
-        again = _lease(deliveries=again, lease_id=lease_id)
+        again = _lease(deliveries=_destinations_reread(deliveries=again), lease_id=lease_id)
         deliveries_send(deliveries=again, lease_id=lease_id, payloads=payloads, reauthorize=False)
+
+
+def _destinations_reread(*, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """Those of `deliveries` whose destination still exists, its enabled and disabled_reason read
+    again (in memory): one disabled since their first send, by this send's answers or anyone, is
+    paused by send_blocked instead of sent once more."""
+    stored = {
+        pk: (enabled, reason)
+        for pk, enabled, reason in Destination.objects.filter(
+            pk__in={d.destination_id for d in deliveries}
+        ).values_list("pk", "enabled", "disabled_reason")
+    }
+    kept = [d for d in deliveries if d.destination_id in stored]
+    for delivery in kept:
+        delivery.destination.enabled, delivery.destination.disabled_reason = stored[delivery.destination_id]
+    return kept
+
+
+def deliveries_settle_paused(*, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """Make pending again, due as created, those of the paused `deliveries` whose destination is
+    enabled by now, and hand them to the broker when there is one (else the next resume sends them).
+
+    Whoever pauses a delivery calls this after its write commits, and a resume enables the
+    destination before it reads the backlog: so a pausing that the resume did not see reads the
+    destination enabled here, and no delivery is left paused behind a resume. Returns those moved
+    (by this call or by the resume), updated in memory."""
+    if not deliveries:
+        return []
+    enabled = set(
+        Destination.objects.filter(pk__in={d.destination_id for d in deliveries}, enabled=True).values_list(
+            "pk", flat=True
+        )
+    )
+    moved = [d for d in deliveries if d.destination_id in enabled]
+    if not moved:
+        return []
+    now = timezone.now()
+    Delivery.objects.filter(pk__in=[d.pk for d in moved], status=Delivery.Status.PAUSED).update(
+        status=Delivery.Status.PENDING, error="", next_attempt_at=F("created_at"), updated_at=now
+    )
+    for delivery in moved:
+        delivery.status, delivery.error, delivery.next_attempt_at = (
+            Delivery.Status.PENDING,
+            "",
+            delivery.created_at,
+        )
+    if broker.configured():
+        deliveries_hand_over(delivery_pks=[d.pk for d in moved])
+    return moved
+
+
+def _receiver_control(*, deliveries: Sequence[Delivery], changes: Sequence[_Change]) -> None:
+    """Disable the destinations whose answer said so (410 Gone, `webhook-delivery: disable`); the
+    sender that turns one off raises the alert, once."""
+    disabled: set[int] = set()
+    for delivery, change in zip(deliveries, changes, strict=True):
+        if change.disables and delivery.destination_id not in disabled:
+            disabled.add(delivery.destination_id)
+            if destination_disable(destination_id=delivery.destination_id, reason=change.disables):
+                alerts.destination_disabled_alert(delivery=delivery, reason=change.disables)
 
 
 # An attempt's line: what its outcome made of the delivery (pending: tried again later).
@@ -593,6 +725,7 @@ _OUTCOMES = {
     Delivery.Status.SUCCEEDED: "succeeded",
     Delivery.Status.PENDING: "retrying",
     Delivery.Status.FAILED: "failed",
+    Delivery.Status.PAUSED: "paused",
 }
 ERROR_LOG_CHARS = 200
 
@@ -632,7 +765,7 @@ def _outcome_write(*, delivery: Delivery, change: _Change, lease_id: uuid.UUID, 
     ran out and was taken over, a success is still written when the delivery is pending and nobody
     holds it now (a forward move: it stops a needless resend); anything else only counts the attempt.
     True if the delivery took the change."""
-    counted = {} if change.attempt is None else {"attempt_count": F("attempt_count") + 1}
+    counted = {"attempt_count": F("attempt_count") + 1} if change.batched else {}
     write = {**change.fields, **counted, **_RELEASED, "updated_at": now}
     if Delivery.objects.filter(pk=delivery.pk, lease_id=lease_id).update(**write):
         return True
@@ -640,7 +773,7 @@ def _outcome_write(*, delivery: Delivery, change: _Change, lease_id: uuid.UUID, 
         free = Delivery.objects.filter(unleased(now=now), pk=delivery.pk, status=Delivery.Status.PENDING)
         if free.update(**write):
             return True
-    if counted:  # the attempt happened: count it, and move nothing else
+    if counted:  # the attempt happened and counts: count it, and move nothing else
         Delivery.objects.filter(pk=delivery.pk).update(**counted, updated_at=now)
     return False
 

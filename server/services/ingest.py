@@ -17,7 +17,13 @@ from datapusher.sql import objects_insert
 from server.models import Delivery, Event
 from server.payload import payload_parse
 from server.selectors import IngestTarget, ingest_target_get
-from server.services.delivery import bulkhead, deliveries_send, lease_duration
+from server.services.delivery import (
+    bulkhead,
+    deliveries_send,
+    deliveries_settle_paused,
+    lease_duration,
+    send_blocked,
+)
 from server.services.dispatch import deliveries_hand_over, queue_mode
 
 # What the admin's "Send a test event" ingests for an account (docs/admin.md).
@@ -58,25 +64,31 @@ def _event_store(
         processed_at=processed_at,
         request_id=current_request_id() or "",
     )
-    deliveries = [
-        Delivery(
-            event=event,
-            destination=d,
-            url=d.url,
-            http_method=d.http_method,
-            created_at=now,
-            updated_at=now,
-            next_attempt_at=now,
-            lease_id=lease_id,
-            lease_expires_at=lease_expires_at,
+    deliveries = []
+    for d in target.destinations:
+        # A destination that may not be sent to now gets its delivery kept, paused, never leased.
+        blocked = send_blocked(destination=d)
+        deliveries.append(
+            Delivery(
+                event=event,
+                destination=d,
+                url=d.url,
+                http_method=d.http_method,
+                created_at=now,
+                updated_at=now,
+                next_attempt_at=now if blocked is None else None,
+                lease_id=None if blocked else lease_id,
+                lease_expires_at=None if blocked else lease_expires_at,
+                status=Delivery.Status.PENDING if blocked is None else Delivery.Status.PAUSED,
+                error=blocked or "",
+            )
         )
-        for d in target.destinations
-    ]
     with transaction.atomic():
         objects_insert(objs=[event])
         objects_insert(objs=deliveries)
         if lease_id is None:
-            transaction.on_commit(partial(deliveries_hand_over, delivery_pks=[d.pk for d in deliveries]))
+            to_send = [d.pk for d in deliveries if d.status == Delivery.Status.PENDING]
+            transaction.on_commit(partial(deliveries_hand_over, delivery_pks=to_send))
     return event, deliveries
 
 
@@ -138,10 +150,15 @@ def _event_ingest(
             target = ingest_target_get(account_id=target.account_id)
             if last_try or target is None:
                 raise
+    paused = [d for d in deliveries if d.status == Delivery.Status.PAUSED]
     if not queued:
         deliveries_send(
-            deliveries=deliveries, lease_id=lease_id, payloads={event.event_id: (body, data)}, processed=event
+            deliveries=[d for d in deliveries if d.status == Delivery.Status.PENDING],
+            lease_id=lease_id,
+            payloads={event.event_id: (body, data)},
+            processed=event,
         )
+    deliveries_settle_paused(deliveries=paused)
     return IngestOutcome(event=event, deliveries=deliveries, duplicate=False, queued=queued)
 
 

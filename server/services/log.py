@@ -13,7 +13,13 @@ from django.db.models import QuerySet
 from destinations.auth import AuthType
 from server import broker
 from server.models import Delivery, Event
-from server.services.delivery import deliveries_claim, deliveries_send, event_payloads, longest_wait_seconds
+from server.services.delivery import (
+    deliveries_claim,
+    deliveries_send,
+    event_payloads,
+    longest_wait_seconds,
+    send_blocked,
+)
 from server.services.dispatch import deliveries_schedule_now, queue_mode
 
 # Why a delivery selected for resending was not sent (Resend.skipped's keys).
@@ -25,6 +31,14 @@ SKIPPED_OUT_OF_TIME = "not started: the action's time was up"
 
 class DestinationDeleted(Exception):
     """The delivery's destination no longer exists, so it cannot be sent again."""
+
+
+class DestinationDisabled(Exception):
+    """The delivery's destination is disabled: nothing is sent to it until it is resumed."""
+
+    def __init__(self, *, destination_id: int, reason: str) -> None:
+        super().__init__(reason)
+        self.destination_id, self.reason = destination_id, reason
 
 
 class DeliveryBusy(Exception):
@@ -49,6 +63,26 @@ def _redeliver(*, deliveries: QuerySet[Delivery], queued: bool) -> list[Delivery
             deliveries=claimed, lease_id=lease_id, payloads=event_payloads(events={d.event for d in claimed})
         )
     return sorted(claimed, key=lambda d: d.pk)
+
+
+class ActionClock:
+    """The time bound of an operator's action that sends (the admin's): a send (or a group of them,
+    each within the usual deadline) may start only while it could end within
+    DATAPUSHER_ADMIN_ACTION_SECONDS of the action's start; the first may always start."""
+
+    def __init__(self) -> None:
+        self.time_up_at = time.monotonic() + settings.DATAPUSHER_ADMIN_ACTION_SECONDS
+        self.started = False
+
+    def may_start(self, *, fetches_token: bool = False) -> bool:
+        """Whether the next send may start. With `fetches_token` (it has a delivery to a destination
+        with OAuth credentials) it may take longer: a token fetch, the send, and both again after a
+        401 (delivery.longest_wait_seconds)."""
+        longest = longest_wait_seconds(fetches_token=fetches_token)
+        if self.started and time.monotonic() + longest > self.time_up_at:
+            return False
+        self.started = True
+        return True
 
 
 @dataclass(frozen=True)
@@ -85,8 +119,7 @@ def deliveries_resend(*, deliveries: QuerySet[Delivery], failed_only: bool = Fal
         tried = len(candidates)
     else:
         taken, tried = [], 0
-        started = time.monotonic()
-        time_up_at = started + settings.DATAPUSHER_ADMIN_ACTION_SECONDS
+        clock = ActionClock()
         # Those whose send may fetch an OAuth access token (and send again after a 401) take longer.
         fetching = set(
             deliveries.filter(destination__auth__type=AuthType.OAUTH2_CLIENT_CREDENTIALS).values_list(
@@ -94,8 +127,7 @@ def deliveries_resend(*, deliveries: QuerySet[Delivery], failed_only: bool = Fal
             )
         )
         for group in itertools.batched(candidates, settings.DATAPUSHER_ADMIN_SEND_CONCURRENCY, strict=False):
-            longest_group = longest_wait_seconds(fetches_token=not fetching.isdisjoint(group))
-            if tried and time.monotonic() + longest_group > time_up_at:
+            if not clock.may_start(fetches_token=not fetching.isdisjoint(group)):
                 skipped[SKIPPED_OUT_OF_TIME] += len(candidates) - tried
                 break
             taken += _redeliver(deliveries=Delivery.objects.filter(pk__in=group), queued=False)
@@ -115,8 +147,13 @@ def event_redeliver(*, event: Event, include_succeeded: bool = False) -> list[De
 
 
 def delivery_retry(*, delivery: Delivery) -> Delivery:
-    """Send one delivery again. Raises DestinationDeleted when its destination is gone, and
+    """Send one delivery again. Raises DestinationDeleted when its destination is gone,
+    DestinationDisabled when it is disabled (a paused delivery is sent by resuming it), and
     DeliveryBusy when someone is sending it right now."""
+    if delivery.destination is not None:
+        reason = send_blocked(destination=delivery.destination)
+        if reason is not None:
+            raise DestinationDisabled(destination_id=delivery.destination_id, reason=reason)
     sent = deliveries_redeliver(deliveries=Delivery.objects.filter(pk=delivery.pk))
     if sent:
         return sent[0]

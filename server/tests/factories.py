@@ -31,6 +31,7 @@ class AttemptFactory(factory.django.DjangoModelFactory):
         model = Attempt
 
     delivery = factory.SubFactory(DeliveryFactory)
+    destination = factory.SelfAttribute("delivery.destination")
     status_code = 200
     duration_ms = 100
     started_at = factory.LazyFunction(timezone.now)

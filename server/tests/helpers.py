@@ -20,6 +20,9 @@ from server.models import Delivery, Event
 from server.tests.conftest import ROOT
 
 INGEST_URL = "/server/incoming_data"
+# Why a receiver's answer disabled its destination (server.http.OutboundResponse.disables).
+GONE = "the destination answered 410 Gone"
+ASKED = "the destination asked to be disabled (webhook-delivery: disable)"
 
 
 def ingest(
@@ -36,6 +39,20 @@ def ingest(
     if event_id is not None:
         headers["CL-X-EVENT-ID"] = event_id
     return client.post(INGEST_URL, body, content_type=content_type, headers=headers, **extra)
+
+
+def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Callable:
+    """A receiver's `respond`: this status, these headers and this body."""
+
+    def respond(handler):
+        handler.send_response(status)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return respond
 
 
 def pending_delivery(*, destination=None, **fields) -> Delivery:

@@ -1,10 +1,12 @@
 import json
+import secrets
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
@@ -12,6 +14,7 @@ from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery, Event
 from server.services.delivery import bulkhead
 from server.services.ingest import TEST_EVENT
+from server.tests.helpers import ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -443,3 +446,118 @@ def test_send_test_event_when_the_account_is_busy_says_to_try_again(admin_client
         "Busy: no test event sent — its ingests are at their limit in this process; try again in a second."
     ]
     assert not Event.objects.exists()
+
+
+def test_a_uuid_shaped_cl_x_event_id_is_found_on_events_and_deliveries(admin_client):
+    """Senders often use UUIDs as CL-X-EVENT-ID: the search looks for one as an id and as the key."""
+    destination = DestinationFactory()
+    key = str(uuid.uuid4())
+    target = a_delivery(destination, external_id=key)
+    a_delivery(destination, external_id=str(uuid.uuid4()))
+    assert listed(admin_client.get(EVENTS, {"q": key})) == [target.event]
+    assert listed(admin_client.get(DELIVERIES, {"q": key})) == [target]
+
+
+def action_choices(client, url) -> set[str]:
+    form = client.get(url).context["action_form"]  # None: no action at all
+    return set() if form is None else {value for value, _ in form.fields["action"].choices if value}
+
+
+@pytest.fixture
+def view_only_client(client, django_user_model):
+    """A staff user who may view accounts, destinations and the log, and change nothing."""
+    user = django_user_model.objects.create_user(username="support", password="pw-4-support", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["view_account", "view_destination", "view_event", "view_delivery", "view_attempt"]
+        )
+    )
+    client.force_login(user)
+    return client
+
+
+def test_staff_who_may_only_view_get_no_action_that_sends_or_shows_a_secret(view_only_client, admin_client):
+    """Redeliver, retry, test event, rotations and the secret need change permissions; a superuser
+    has them all, a view-only staff user none of them."""
+    lists = {EVENTS: {"redeliver", "retry_failed"}, DELIVERIES: {"redeliver", "retry_failed"}}
+    lists |= {ACCOUNTS: {"send_test_event", "rotate_token"}, DESTINATIONS: {"show_secret", "rotate_secret"}}
+    a_delivery(DestinationFactory())
+    for url, sending in lists.items():
+        assert sending <= action_choices(admin_client, url)
+        assert not sending & action_choices(view_only_client, url)
+
+
+def test_the_log_cannot_be_deleted_from_the_admin(admin_client):
+    """No delete action and no delete page on events, deliveries or attempts (purge_events prunes)."""
+    delivery = a_delivery(DestinationFactory())
+    attempt = an_attempt(delivery, at=timezone.now())
+    for url in (EVENTS, DELIVERIES, ATTEMPTS):
+        assert "delete_selected" not in action_choices(admin_client, url)
+    for url in (
+        f"{EVENTS}{delivery.event_id}/delete/",
+        f"{DELIVERIES}{delivery.pk}/delete/",
+        f"{ATTEMPTS}{attempt.pk}/delete/",
+    ):
+        assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    assert (Event.objects.count(), Delivery.objects.count(), Attempt.objects.count()) == (1, 1, 1)
+
+
+def test_redeliver_over_the_maximum_sends_nothing_and_says_why(admin_client, receiver, settings):
+    """More deliveries selected than DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES: nothing is claimed or sent."""
+    settings.DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES = 2
+    deliveries = [a_delivery(DestinationFactory(url=receiver.url)) for _ in range(3)]
+    shown = run_action(admin_client, DELIVERIES, "redeliver", deliveries)
+    assert shown == [
+        "Nothing sent: 3 deliveries selected, and an action sends at most 2. Select fewer (a filter, "
+        "a date), or use the API's redeliver per event."
+    ]
+    assert receiver.requests == []
+    assert {(d.attempt_count, d.lease_id) for d in Delivery.objects.all()} == {(0, None)}
+
+
+def test_send_test_event_starts_no_account_it_could_not_finish_in_time(admin_client, receiver, settings):
+    """Accounts whose destination accepts and says nothing: the first is tried (and times out), the
+    others are not started for want of time, as the message says."""
+    settings.DATAPUSHER_ADMIN_ACTION_SECONDS = 1.0
+    settings.DATAPUSHER_CONNECT_TIMEOUT = settings.DATAPUSHER_READ_TIMEOUT = 0.3
+    receiver.respond = lambda handler: time.sleep(1.5)
+    accounts = [DestinationFactory(url=receiver.url, account__account_name=name).account for name in "ABC"]
+    shown = run_action(admin_client, ACCOUNTS, "send_test_event", accounts)
+    assert len(receiver.requests) == 1
+    assert Event.objects.count() == 1
+    assert len(shown) == 2
+    assert shown[0].startswith("Test event ") and " of A sent to 1 destination: " in shown[0]
+    assert shown[1] == "Not sent, the action's time was up: B, C."
+
+
+def test_send_test_event_keeps_time_for_token_fetches(admin_client, receiver, settings, silent_listener):
+    """Accounts with OAuth credentials on their destination: after the first, none starts unless a
+    token fetch, the send and a second round after a 401 could all end in the action's time."""
+    settings.DATAPUSHER_ADMIN_ACTION_SECONDS = 4.0  # a plain account (0.6 s + 1 s) would fit after A
+    settings.DATAPUSHER_CONNECT_TIMEOUT = settings.DATAPUSHER_READ_TIMEOUT = 0.3
+    auth = {
+        "type": "oauth2_client_credentials",
+        "token_url": f"http://127.0.0.1:{silent_listener.port}/token",
+        "client_id": "shop",
+        "client_secret": secrets.token_urlsafe(16),
+    }
+    accounts = [
+        DestinationFactory(url=receiver.url, auth=auth, headers={}, account__account_name=name).account
+        for name in "AB"
+    ]
+    shown = run_action(admin_client, ACCOUNTS, "send_test_event", accounts)
+    assert Event.objects.count() == 1
+    assert shown[1] == "Not sent, the action's time was up: B."
+    assert receiver.requests == []
+
+
+def test_a_test_event_is_not_counted_against_the_accounts_rate_limit(
+    admin_client, client, receiver, settings
+):
+    """With one ingest an hour allowed, a test event first leaves the hour's ingest to the sender."""
+    settings.DATAPUSHER_INGEST_RATE_LIMIT = "1/hour"
+    account = DestinationFactory(url=receiver.url).account
+    run_action(admin_client, ACCOUNTS, "send_test_event", [account])
+    assert ingest(client, account).status_code == 200
+    assert ingest(client, account).status_code == 429
+    assert len(receiver.requests) == 2

@@ -12,13 +12,14 @@ import pytest
 from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
+from destinations.models import Destination
 from destinations.tests.factories import DestinationFactory
 from server.models import Delivery
 from server.services import delivery as delivery_module
 from server.services.credentials import authorizer_for
 from server.services.delivery import REAUTHORIZED, delivery_attempt_due, lease_duration
 from server.services.log import SKIPPED_OUT_OF_TIME, deliveries_resend
-from server.tests.helpers import ingest, pending_delivery
+from server.tests.helpers import ASKED, GONE, answer, ingest, pending_delivery
 
 pytestmark = pytest.mark.django_db
 
@@ -425,3 +426,98 @@ def test_operator_resend_keeps_time_for_token_fetches(receiver, settings, silent
     resend = deliveries_resend(deliveries=Delivery.objects.filter(pk__in=[d.pk for d in deliveries]))
     assert (len(resend.taken), dict(resend.skipped)) == (2, {SKIPPED_OUT_OF_TIME: 2})
     assert receiver.requests == []
+
+
+# --- where OAuth credentials meet pause, resume and the receiver in control --------------------------
+
+
+def test_a_disabled_oauth_destination_fetches_no_token(client, receiver):
+    """An ingest to a disabled destination with OAuth credentials is paused: no token, nothing sent."""
+    tokens = TokenServer(receiver)
+    destination = oauth_destination(receiver, secrets.token_urlsafe(16))
+    Destination.objects.filter(pk=destination.pk).update(enabled=False, disabled_reason=GONE)
+    entry = ingest(client, destination.account).json()["deliveries"][0]
+    assert (entry["status"], entry["status_code"]) == ("paused", None)
+    assert Delivery.objects.get().error == f"the destination is disabled ({GONE})"
+    assert (tokens.fetches(), receiver.requests) == ([], [])
+
+
+def test_a_410_from_an_oauth_destination_disables_it(client, receiver):
+    """Sent with a fetched token and answered 410: failed for good, the destination disabled saying so."""
+    tokens = TokenServer(receiver)
+    gone = tokens.respond
+    receiver.respond = lambda handler: gone(handler) if handler.path == "/token" else reply(handler, 410)
+    destination = oauth_destination(receiver, secrets.token_urlsafe(16))
+    entry = ingest(client, destination.account).json()["deliveries"][0]
+    assert (entry["status"], entry["status_code"]) == ("failed", 410)
+    destination.refresh_from_db()
+    assert (destination.enabled, destination.disabled_reason) == (False, GONE)
+    assert [r.headers["Authorization"] for r in tokens.hooks()] == [f"Bearer {tokens.issued[0]}"]
+    assert len(tokens.fetches()) == 1
+
+
+def test_a_401_that_disables_the_oauth_destination_is_not_sent_again(client, receiver):
+    """A 401 with `webhook-delivery: disable`: no new token, no second send; failed, destination off."""
+    tokens = TokenServer(receiver)
+    issue, refuse = tokens.respond, answer(401, headers={"webhook-delivery": "disable"})
+    receiver.respond = lambda handler: (issue if handler.path == "/token" else refuse)(handler)
+    destination = oauth_destination(receiver, secrets.token_urlsafe(16))
+    entry = ingest(client, destination.account).json()["deliveries"][0]
+    assert (entry["status"], entry["status_code"]) == ("failed", 401)
+    destination.refresh_from_db()
+    assert (destination.enabled, destination.disabled_reason) == (False, ASKED)
+    assert (len(tokens.fetches()), len(tokens.hooks())) == (1, 1)
+    assert list(Delivery.objects.get().attempts.values_list("status_code", flat=True)) == [401]
+
+
+def test_a_throttled_answer_after_a_401_refetch_spends_no_attempt(client, receiver, settings, published):
+    """With a broker: 401 (counted), a new token, then 429 Retry-After: 30 to the resend: pending,
+    due 30 s later, one attempt counted of the two logged."""
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
+    tokens = TokenServer(receiver)
+    issue, throttle = tokens.respond, answer(429, headers={"Retry-After": "30"})
+
+    def respond(handler):
+        if handler.path == "/token":
+            issue(handler)
+        elif len(tokens.issued) == 1:
+            reply(handler, 401)
+        else:
+            throttle(handler)
+
+    receiver.respond = respond
+    destination = oauth_destination(receiver, secrets.token_urlsafe(16))
+    entry = ingest(client, destination.account).json()["deliveries"][0]
+    assert (entry["status"], entry["status_code"]) == ("pending", 429)
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempt_count) == ("pending", 1)
+    assert delivery.next_attempt_at - delivery.processed_at == timedelta(seconds=30)
+    assert list(delivery.attempts.order_by("id").values_list("status_code", "error")) == [
+        (401, REAUTHORIZED),
+        (429, "destination answered HTTP 429"),
+    ]
+    assert [r.headers["Authorization"] for r in tokens.hooks()] == [f"Bearer {t}" for t in tokens.issued]
+
+
+def test_a_401_resend_to_a_destination_disabled_meanwhile_is_paused(receiver, settings):
+    """Two deliveries to one OAuth destination sent together: one answered 410, the other 401. The
+    destination is off by the time of the resend, so the 401's delivery is paused, not sent again."""
+    settings.DATAPUSHER_ADMIN_SEND_CONCURRENCY = 2
+    tokens = TokenServer(receiver)
+    issue = tokens.respond
+    destination = oauth_destination(receiver, secrets.token_urlsafe(16))
+    gone, refused = (pending_delivery(destination=destination, status="failed") for _ in range(2))
+
+    def respond(handler):
+        if handler.path == "/token":
+            issue(handler)
+        else:
+            reply(handler, 410 if handler.headers["webhook-id"] == str(gone.delivery_id) else 401)
+
+    receiver.respond = respond
+    resend = deliveries_resend(deliveries=Delivery.objects.filter(pk__in=[gone.pk, refused.pk]))
+    assert len(resend.taken) == 2
+    refused.refresh_from_db()
+    assert (refused.status, refused.error) == ("paused", f"the destination is disabled ({GONE})")
+    assert list(refused.attempts.values_list("status_code", flat=True)) == [401]
+    assert (len(tokens.fetches()), len(tokens.hooks())) == (1, 2)

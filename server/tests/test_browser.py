@@ -32,7 +32,7 @@ PAGE_LOAD_SECONDS = 30
 
 
 @pytest.fixture
-def browser(caplog) -> Iterator[WebDriver]:
+def browser(caplog, monkeypatch) -> Iterator[WebDriver]:
     chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and chromedriver):
         service_missing("no browser: install Debian's chromium and chromium-driver to run this test")
@@ -40,7 +40,7 @@ def browser(caplog) -> Iterator[WebDriver]:
     caplog.set_level(logging.WARNING, logger="selenium")
     caplog.set_level(logging.WARNING, logger="urllib3.connectionpool")
     # Selenium Manager must never fetch a browser or a driver: both are given, and it is offline.
-    os.environ["SE_OFFLINE"] = "true"
+    monkeypatch.setenv("SE_OFFLINE", "true")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):

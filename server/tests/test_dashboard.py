@@ -56,7 +56,7 @@ def four_destinations():
     return hundred, three, one, twenty
 
 
-def stats(destination, *, attempts, failed, p50, p95):
+def stats(destination, *, attempts, failed, p50, p95, last_success, last_failure):
     return DestinationStats(
         destination_id=destination.pk,
         url=destination.url,
@@ -65,6 +65,8 @@ def stats(destination, *, attempts, failed, p50, p95):
         failed=failed,
         p50_ms=p50,
         p95_ms=p95,
+        last_success_at=last_success,
+        last_failure_at=last_failure,
     )
 
 
@@ -83,30 +85,35 @@ def test_deliveries_per_clock_hour_and_status():
     DeliveryFactory.create_batch(2, created_at=SINCE, status=Delivery.Status.SUCCEEDED)
     DeliveryFactory(created_at=SINCE + timedelta(hours=5, minutes=59), status=Delivery.Status.FAILED)
     DeliveryFactory(created_at=NOW, status=Delivery.Status.PENDING)
+    DeliveryFactory(created_at=NOW, status=Delivery.Status.PAUSED)
     DeliveryFactory(created_at=SINCE - timedelta(seconds=1), status=Delivery.Status.SUCCEEDED)
     dashboard = dashboard_get(now=NOW)
     expected = [
-        HourCounts(start=SINCE + timedelta(hours=n), pending=0, succeeded=0, failed=0) for n in range(24)
+        HourCounts(start=SINCE + timedelta(hours=n), pending=0, succeeded=0, failed=0, paused=0)
+        for n in range(24)
     ]
-    expected[0] = HourCounts(start=SINCE, pending=0, succeeded=2, failed=0)
-    expected[5] = HourCounts(start=SINCE + timedelta(hours=5), pending=0, succeeded=0, failed=1)
-    expected[23] = HourCounts(start=datetime(2026, 11, 30, 12, tzinfo=UTC), pending=1, succeeded=0, failed=0)
+    expected[0] = HourCounts(start=SINCE, pending=0, succeeded=2, failed=0, paused=0)
+    expected[5] = HourCounts(start=SINCE + timedelta(hours=5), pending=0, succeeded=0, failed=1, paused=0)
+    expected[23] = HourCounts(
+        start=datetime(2026, 11, 30, 12, tzinfo=UTC), pending=1, succeeded=0, failed=0, paused=1
+    )
     assert dashboard.hours == expected
-    assert dashboard.deliveries == {"pending": 1, "succeeded": 2, "failed": 1}
+    assert dashboard.deliveries == {"pending": 1, "succeeded": 2, "failed": 1, "paused": 1}
 
 
 def test_percentiles_and_failures_per_destination(four_destinations):
-    """Each destination's attempts in the window, failed ones, and the nearest-rank p50 and p95 of
-    their durations; attempts before the window and to deleted destinations are left out."""
+    """Each destination's attempts in the window, failed ones, the nearest-rank p50 and p95 of their
+    durations and the last success and failure; attempts before the window and to deleted
+    destinations are left out."""
     hundred, three, one, twenty = four_destinations
     orphan = attempts(DestinationFactory(), [5000])
     orphan.destination.delete()
     dashboard = dashboard_get(now=NOW)
     assert sorted(dashboard.destinations, key=lambda d: d.destination_id) == [
-        stats(hundred, attempts=100, failed=20, p50=50, p95=95),
-        stats(three, attempts=3, failed=3, p50=20, p95=30),
-        stats(one, attempts=1, failed=0, p50=7, p95=7),
-        stats(twenty, attempts=20, failed=0, p50=10, p95=19),
+        stats(hundred, attempts=100, failed=20, p50=50, p95=95, last_success=SINCE, last_failure=SINCE),
+        stats(three, attempts=3, failed=3, p50=20, p95=30, last_success=None, last_failure=SINCE),
+        stats(one, attempts=1, failed=0, p50=7, p95=7, last_success=SINCE, last_failure=None),
+        stats(twenty, attempts=20, failed=0, p50=10, p95=19, last_success=NOW, last_failure=None),
     ]
     assert [d.failure_percent for d in sorted(dashboard.destinations, key=lambda d: d.destination_id)] == [
         20.0,
@@ -165,7 +172,7 @@ def test_an_empty_log():
     dashboard = dashboard_get(now=NOW)
     assert (dashboard.events_received, dashboard.deliveries, dashboard.destinations) == (
         0,
-        {"pending": 0, "succeeded": 0, "failed": 0},
+        {"pending": 0, "succeeded": 0, "failed": 0, "paused": 0},
         [],
     )
     assert (dashboard.backlog, dashboard.oldest_pending_age) == (0, None)
@@ -195,9 +202,9 @@ def test_chart_bars_are_stacked_and_scaled_to_the_busiest_hour():
     """Each hour's bar stacks succeeded, failed, pending from the bottom; the busiest hour is full height."""
     start = SINCE
     hours = [
-        HourCounts(start=start, pending=0, succeeded=4, failed=0),
-        HourCounts(start=start + timedelta(hours=1), pending=2, succeeded=1, failed=1),
-        HourCounts(start=start + timedelta(hours=2), pending=0, succeeded=0, failed=0),
+        HourCounts(start=start, pending=0, succeeded=4, failed=0, paused=0),
+        HourCounts(start=start + timedelta(hours=1), pending=2, succeeded=1, failed=1, paused=0),
+        HourCounts(start=start + timedelta(hours=2), pending=0, succeeded=0, failed=0, paused=0),
     ]
     chart = deliveries_chart(hours=hours)
     assert (chart.peak, chart.slot, chart.bar_width) == (4, 240.0, 180.0)
@@ -265,7 +272,7 @@ def test_the_page_shows_the_figures(admin_client, four_destinations, monkeypatch
     # The chart: 3 deliveries at 13:00 (the busiest hour: full height), 1 at 12:00, as SVG in the page.
     assert has_html(page, '<rect class="succeeded" x="0" y="0.0" width="22.5" height="160.0"></rect>')
     assert has_html(page, '<rect class="succeeded" x="0" y="106.7" width="22.5" height="53.3"></rect>')
-    assert has_html(page, "<title>13:00: 3 succeeded, 0 failed, 0 pending</title>")
+    assert has_html(page, "<title>13:00: 3 succeeded, 0 failed, 0 pending, 0 paused</title>")
     # Nothing is fetched from elsewhere: every script, style and image is the app's own.
     assert re.findall(rb'(?:src|href)="(?:https?:)?//', page) == []
 

@@ -12,7 +12,7 @@ from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery, Event
 from server.services.delivery import delivery_attempt_due
-from server.tests.helpers import ingest
+from server.tests.helpers import answer, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -26,18 +26,6 @@ def only_entry(response) -> dict:
     assert response.status_code == 200
     [entry] = response.json()["deliveries"]
     return entry
-
-
-def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Callable:
-    def respond(handler):
-        handler.send_response(status)
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    return respond
 
 
 class RawServer:
@@ -110,6 +98,7 @@ def test_success_is_logged_as_event_delivery_and_attempt(client, account, receiv
         "",
     )
     assert attempt.started_at <= attempt.finished_at
+    assert attempt.destination_id == destination.id
     assert entry == {
         "delivery_id": str(delivery.delivery_id),
         "destination_id": destination.id,

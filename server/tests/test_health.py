@@ -13,6 +13,7 @@ from server import broker
 from server.management.commands import dispatch as dispatch_command
 from server.models import DispatcherHeartbeat
 from server.services.dispatch import dispatcher_beat
+from server.tests.conftest import service_missing
 from server.tests.factories import DispatcherHeartbeatFactory
 from server.tests.helpers import closed_port, http_call
 
@@ -113,12 +114,14 @@ def test_a_dispatcher_beats_each_round_and_forgets_its_beat_on_exit(settings, mo
 
 
 @pytest.mark.django_db(transaction=True)
-def test_readyz_in_queue_mode_needs_a_dispatcher(client, settings):
-    """Queue mode with a live broker and no dispatcher: 503, the dispatcher not running; with one, 200."""
-    settings.DATAPUSHER_DELIVERY_MODE = "queue"
+@pytest.mark.parametrize("mode", ["queue", "sync"])
+def test_readyz_with_a_broker_needs_a_dispatcher(client, settings, mode):
+    """A live broker and no dispatcher: 503, the dispatcher not running (in sync mode too: retries
+    wait for it to publish them); with one beating, 200."""
+    settings.DATAPUSHER_DELIVERY_MODE = mode
     settings.CELERY_BROKER_URL = LIVE_BROKER
     if broker.queue_depth() is None:
-        pytest.skip(f"Redis is not reachable at {LIVE_BROKER}")
+        service_missing(f"Redis is not reachable at {LIVE_BROKER}")
     response = client.get("/readyz")
     assert (response.status_code, response.json()) == (
         503,

@@ -55,6 +55,7 @@ def test_docs_are_linked_where_the_repository_is_browsed(client, settings):
         "doc-api": "https://git.example.com/datapusher/blob/main/docs/api.md",
         "doc-delivery": "https://git.example.com/datapusher/blob/main/docs/delivery.md",
         "doc-deployment": "https://git.example.com/datapusher/blob/main/docs/deployment.md",
+        "doc-admin": "https://git.example.com/datapusher/blob/main/docs/admin.md",
     }
 
 

@@ -129,7 +129,18 @@ def test_an_ingest_to_two_destinations_one_failing_logs_these_lines(client, rece
     assert [part for part in ("s3cr3t-v4lue", "pa55", "k3y", "/fail", "/ok") if part in text] == []
 
 
-@pytest.mark.parametrize("given", [None, "not-a-uuid", "0b5c6f1e 3d2a\nforged line"])
+@pytest.mark.parametrize(
+    "given",
+    [
+        None,
+        "not-a-uuid",
+        "0b5c6f1e 3d2a\nforged line",
+        # uuid.UUID() reads these as a UUID; kept, they were stored, echoed and logged at any length.
+        "urn:uuid:" * 20 + "0b5c6f1e-3d2a-4c8b-9e7f-" + "-" * 300 + "1a2b3c4d5e6f",
+        "{0b5c6f1e-3d2a-4c8b-9e7f-1a2b3c4d5e6f}",
+    ],
+    ids=["none", "not-a-uuid", "forged-line", "padded-uuid", "braced-uuid"],
+)
 def test_without_a_valid_x_request_id_one_is_generated_returned_and_stored(client, json_log, given):
     """No header, or one that is not a UUID: a new id (32 hex digits) in the response, on the
     ingest's line and on the event."""

@@ -47,10 +47,11 @@ def test_jitter_stays_within_twenty_percent(settings):
     assert len(delays) > 100
 
 
-@pytest.mark.parametrize(("retry_after", "expected"), [(120, 120), (0, 1), (10**9, 36000)])
+@pytest.mark.parametrize(("retry_after", "expected"), [(120, 120), (0, 1), (10**9, 3600)])
 def test_retry_after_is_honoured_within_bounds(settings, retry_after, expected):
-    """A destination's Retry-After replaces the schedule, clamped to [1 s, the longest wait]."""
+    """A destination's Retry-After replaces the schedule, clamped to [1 s, DATAPUSHER_RETRY_AFTER_MAX]."""
     settings.DATAPUSHER_RETRY_SCHEDULE = SVIX_SCHEDULE
+    assert settings.DATAPUSHER_RETRY_AFTER_MAX == 3600
     assert retry_delay(attempt_count=1, retry_after=retry_after) == expected
 
 

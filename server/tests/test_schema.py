@@ -154,3 +154,11 @@ def test_each_example_is_the_ingests_real_answer(
         assert response.json()["event_id"] == str(Event.objects.get().event_id)
     for header in operation["responses"][status].get("headers", {}):
         assert response.has_header(header)
+
+
+def test_the_schema_takes_every_answer_of_a_delivery_entry(client):
+    """An entry of the ingest's answer may name any method a destination has (DELETE too) and a
+    destination deleted since (destination_id null, in a duplicate's answer)."""
+    entry = client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]["IngestDelivery"]
+    assert entry["properties"]["http_method"]["enum"] == ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    assert entry["properties"]["destination_id"] == {"type": "integer", "nullable": True}

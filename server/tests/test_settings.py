@@ -43,6 +43,13 @@ from server.tests.helpers import fenced_blocks, http_exchange
             "not-a-key",
             "DATAPUSHER_ENCRYPTION_KEYS: each key must be 32 url-safe",
         ),
+        (
+            "REDIS_URL",
+            "unix:///run/redis.sock",
+            "REDIS_URL must be a redis://, rediss:// or redis+unix:// URL",
+        ),
+        ("DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES", "0", "DATAPUSHER_ADMIN_SEND_CONCURRENCY and"),
+        ("DATAPUSHER_RETRY_AFTER_MAX", "0.5", "DATAPUSHER_RETRY_AFTER_MAX must be at least 1 (second)."),
     ],
 )
 def test_a_setting_that_cannot_work_stops_the_process(variable, value, message):

@@ -23,7 +23,7 @@ def test_rows_past_the_parameter_limit_go_in_batches_and_come_back_in_order(monk
     # A property on SQLite, a cached property on PostgreSQL: replaced on the class, its cache dropped.
     monkeypatch.setattr(type(connection.features), "max_query_params", 2 * len(ATTEMPT_FIELDS) - 1)
     monkeypatch.delitem(vars(connection.features), "max_query_params", raising=False)
-    rows = [(delivery.pk, 200 + n, f"body {n}", "", n, now, now) for n in range(5)]
+    rows = [(delivery.pk, delivery.destination_id, 200 + n, f"body {n}", "", n, now, now) for n in range(5)]
     with CaptureQueriesContext(connection) as captured:
         ids = rows_insert(model=Attempt, fields=ATTEMPT_FIELDS, rows=rows, returning="id")
     assert [query["sql"].split()[0] for query in captured.captured_queries] == ["INSERT"] * 5

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('destinations', '0005_destination_consecutive_failures'),
+        ('destinations', '0006_destination_enabled'),
     ]
 
     operations = [

@@ -1,0 +1,34 @@
+"""The destinations API's endpoints that touch deliveries: resuming a destination with its paused
+backlog, and deleting one with its unsent deliveries. Here, not in `destinations`, because the apps
+depend one way (server → destinations); the router serves this viewset at /api/destinations/."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from destinations.serializers import DestinationDeletedSerializer, DestinationResumeSerializer
+from destinations.views import DestinationViewSet
+from server.services.lifecycle import destination_delete, destination_resume
+
+
+class DestinationLifecycleViewSet(DestinationViewSet):
+    """Destinations of the accounts the user is a member of; created, changed, resumed and deleted
+    by the account's admins (only for, or to, accounts they administer)."""
+
+    @extend_schema(
+        responses=OpenApiResponse(
+            DestinationDeletedSerializer, description="Deleted; how many unsent deliveries went with it."
+        )
+    )
+    def destroy(self, request, *args, **kwargs):
+        """Delete the destination; its deliveries not sent yet fail for good (they stay in the log)."""
+        dropped = destination_delete(destination=self.get_object())
+        return Response(DestinationDeletedSerializer({"deleted_pending": dropped}).data)
+
+    @extend_schema(request=None, responses=DestinationResumeSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Enable the destination and send its paused deliveries, oldest first: in queue mode by the
+        workers, in sync mode as many as the request's time allows (the rest stay pending)."""
+        resumed = destination_resume(destination=self.get_object(), by=request.user)
+        return Response(DestinationResumeSerializer(resumed).data)
