@@ -30,12 +30,15 @@ install: $(VENV)/.installed
 # manage.py); real environment variables override them. A SECRET_KEY, made once, and destinations on
 # this machine allowed (local use only: production leaves DATAPUSHER_ALLOWED_NETWORKS unset). A .env
 # without a DATAPUSHER_ALLOWED_NETWORKS line gets one appended; one that has it is left as it is.
+# The same for DATAPUSHER_ENCRYPTION_KEYS: a key of its own, made once, encrypts destinations' credentials.
 .PHONY: dotenv receiver
 LOCAL_NETWORKS := 127.0.0.0/8,::1/128
 dotenv:
 	@test -f .env || $(PY) -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(50))" > .env
 	@grep -q '^DATAPUSHER_ALLOWED_NETWORKS=' .env || { test -z "$$(tail -c 1 .env)" || echo >> .env; \
 		echo 'DATAPUSHER_ALLOWED_NETWORKS=$(LOCAL_NETWORKS)' >> .env; }
+	@grep -q '^DATAPUSHER_ENCRYPTION_KEYS=' .env || { test -z "$$(tail -c 1 .env)" || echo >> .env; \
+		$(PY) -c "from cryptography.fernet import Fernet; print('DATAPUSHER_ENCRYPTION_KEYS=' + Fernet.generate_key().decode())" >> .env; }
 
 # An echo server for trying deliveries: prints every request it gets and answers 200 (README).
 RECEIVER_PORT ?= 8001

@@ -4,6 +4,7 @@ Every value has a safe default except SECRET_KEY, which must be set when DEBUG i
 Product settings are prefixed `DATAPUSHER_`.
 """
 
+import base64
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
@@ -170,6 +171,7 @@ SPECTACULAR_SETTINGS = {
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "datapusher.schema.ingest_path",
+    "datapusher.schema.destination_auth_example",
 ]
 
 # Logs and alerts (docs/deployment.md). Every line carries the request id: X-Request-ID when it is a
@@ -257,6 +259,20 @@ elif not RATE.fullmatch(DATAPUSHER_INGEST_RATE_LIMIT):
 # After a destination's signing secret is rotated, deliveries carry a signature with the previous
 # secret too for this many seconds (24 h), so that receivers can switch over without failing any.
 DATAPUSHER_SECRET_ROTATION_OVERLAP = env.float("DATAPUSHER_SECRET_ROTATION_OVERLAP", default=86400)
+# Destination credentials (auth: passwords, tokens, client secrets) are stored encrypted with these
+# Fernet keys (comma-separated, each from Fernet.generate_key()): the first encrypts, every one
+# decrypts, so a new key goes first and an old one stays until nothing is encrypted with it. None:
+# destinations with credentials cannot be saved (400) and those stored cannot be sent.
+DATAPUSHER_ENCRYPTION_KEYS = env.list("DATAPUSHER_ENCRYPTION_KEYS", default=[])
+for _key in DATAPUSHER_ENCRYPTION_KEYS:
+    try:
+        _fernet_key = base64.urlsafe_b64decode(_key.encode())
+    except ValueError:
+        _fernet_key = b""
+    if len(_fernet_key) != 32:  # the value itself is not repeated: it is a secret
+        raise ImproperlyConfigured(
+            "DATAPUSHER_ENCRYPTION_KEYS: each key must be 32 url-safe base64-encoded bytes."
+        )
 # `manage.py purge_events` deletes events older than this many days by default.
 DATAPUSHER_EVENT_RETENTION_DAYS = env.int("DATAPUSHER_EVENT_RETENTION_DAYS", default=30)
 

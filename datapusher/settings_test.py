@@ -15,3 +15,5 @@ DATAPUSHER_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
 # the integration suite's worker process runs on the production settings.
 CELERY_BROKER_URL = ""
 DATAPUSHER_DELIVERY_MODE = "sync"
+# Destination credentials are encrypted with this key (a test-only one); tests without a key set it empty.
+DATAPUSHER_ENCRYPTION_KEYS = ["dGVzdC1zdWl0ZS1vbmx5LWVuY3J5cHRpb24ta2V5LTE="]

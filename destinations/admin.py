@@ -4,7 +4,9 @@ from django.utils import timezone
 
 from accounts.admin import LIST_AND_PAGE, AuthoredAdmin, autocomplete_filter, change_link, changelist_link
 from destinations.addresses import url_without_credentials
+from destinations.auth import SECRET_FIELD
 from destinations.models import Destination
+from destinations.serializers import MASKED
 from destinations.services import destination_rotate_secret
 
 
@@ -27,7 +29,7 @@ class DestinationAdmin(AuthoredAdmin):
     list_select_related = ["account"]
     search_fields = ["url", "account__email", "account__account_name"]
     autocomplete_fields = ["account"]
-    readonly_fields = ["deliveries", "disabled_reason", "created_at", "updated_at"]
+    readonly_fields = ["authentication", "deliveries", "disabled_reason", "created_at", "updated_at"]
     actions = ["rotate_secret", "show_secret"]
 
     @admin.display(description="destination", ordering="url")
@@ -37,6 +39,14 @@ class DestinationAdmin(AuthoredAdmin):
     @admin.display(description="account", ordering="account__account_name")
     def account_link(self, destination: Destination) -> str:
         return change_link(destination.account, destination.account.account_name)
+
+    @admin.display(description="auth")
+    def authentication(self, destination: Destination) -> str:
+        """The type and its readable fields, the secret masked; changed through the API only."""
+        shown = {**destination.auth}
+        if secret_field := SECRET_FIELD.get(destination.auth_type):
+            shown[secret_field] = MASKED
+        return ", ".join(f"{name}: {value}" for name, value in shown.items())
 
     @admin.display(description="delivery log")
     def deliveries(self, destination: Destination) -> str:

@@ -1,10 +1,12 @@
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts.models import Account, Authored
 from datapusher.validators import http_url_validator
 from destinations.addresses import url_without_credentials
+from destinations.auth import SECRET_FIELD, AuthType, auth_none, secret_decrypt
 from destinations.signing import generate_signing_secret
 from destinations.validators import validate_destination_address, validate_headers
 
@@ -38,6 +40,10 @@ class Destination(Authored):
     # resumed (destinations/services.py). disabled_reason says why, when the system turned it off.
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=500, blank=True, default="", editable=False)
+    # How deliveries authenticate (destinations/auth.py): the type and its readable fields; the
+    # type's secret is in auth_secret, encrypted. Both are set only through the services.
+    auth = models.JSONField(default=auth_none, editable=False)
+    auth_secret = models.TextField(blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["id"]
@@ -49,6 +55,29 @@ class Destination(Authored):
     def __str__(self) -> str:
         # Shown in the admin's lists and pickers: no credential the URL may hold.
         return f"{self.http_method} {url_without_credentials(self.url)}"
+
+    def clean(self) -> None:
+        headers = self.headers if isinstance(self.headers, dict) else {}
+        if self.auth_type != AuthType.NONE and any(name.lower() == "authorization" for name in headers):
+            raise ValidationError(
+                {"headers": f"Authorization cannot be set here while auth is {self.auth_type}: auth sets it."}
+            )
+
+    @property
+    def auth_type(self) -> str:
+        return self.auth.get("type", AuthType.NONE)
+
+    @property
+    def auth_fetches_token(self) -> bool:
+        """Whether its requests carry an OAuth 2.0 access token, fetched from its token URL."""
+        return self.auth_type == AuthType.OAUTH2_CLIENT_CREDENTIALS
+
+    def credentials(self) -> dict[str, str]:
+        """`auth` with its secret decrypted. Raises CredentialsUnavailable when no key decrypts it."""
+        secret_field = SECRET_FIELD.get(self.auth_type)
+        if secret_field is None:
+            return dict(self.auth)
+        return {**self.auth, secret_field: secret_decrypt(self.auth_secret)}
 
     def signing_secrets(self, *, now: datetime) -> list[str]:
         """The secrets deliveries are signed with at `now`: the current one, then the previous one

@@ -1,5 +1,6 @@
 import functools
 import re
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -11,6 +12,7 @@ from rest_framework import serializers
 from accounts.selectors import account_administered_list, user_sees_everything
 from datapusher.serializers import HttpUrlField
 from destinations.addresses import url_without_credentials
+from destinations.auth import OPTIONAL_FIELDS, REQUIRED_FIELDS, SECRET_FIELD, AuthType
 from destinations.models import Destination
 from destinations.validators import validate_destination_address, validate_headers
 
@@ -56,6 +58,77 @@ class AdministeredAccountField(serializers.PrimaryKeyRelatedField):
         return account_administered_list(user=self.context["request"].user)
 
 
+def validate_no_userinfo(url: str) -> None:
+    """The client id and secret authenticate to a token URL: none in it (they would replace them)."""
+    if "@" in urllib.parse.urlsplit(url).netloc:
+        raise serializers.ValidationError(
+            "A token URL without user:password@ (client_id and client_secret authenticate)."
+        )
+
+
+def _secret_field(**kwargs) -> serializers.CharField:
+    return serializers.CharField(
+        write_only=True, required=False, trim_whitespace=False, max_length=4096, **kwargs
+    )
+
+
+class DestinationAuthSerializer(serializers.Serializer):
+    """How deliveries authenticate: the type, and the fields it needs (and no others). The password,
+    token and client secret are write-only: sent again whenever `auth` is."""
+
+    type = serializers.ChoiceField(choices=AuthType.choices)
+    username = serializers.RegexField(
+        r"^[^:\x00-\x1f\x7f]+\Z",
+        required=False,
+        max_length=200,
+        help_text="basic: the user name (no colon).",
+        error_messages={"invalid": "A user name without a colon or control characters."},
+    )
+    password = _secret_field(help_text="basic: the password; write-only.")
+    token = serializers.RegexField(
+        r"^[A-Za-z0-9\-._~+/]+=*\Z",  # RFC 6750 b64token (RegexField searches: anchored)
+        write_only=True,
+        required=False,
+        max_length=4096,
+        help_text="bearer: the token; write-only.",
+        error_messages={"invalid": "A bearer token: letters, digits and -._~+/ then any = (RFC 6750)."},
+    )
+    token_url = HttpUrlField(
+        required=False,
+        max_length=2048,
+        validators=[validate_destination_address, validate_no_userinfo],
+        help_text="oauth2_client_credentials: the token endpoint (the same SSRF guard as `url`).",
+    )
+    client_id = serializers.CharField(
+        required=False, trim_whitespace=False, max_length=1000, help_text="oauth2_client_credentials."
+    )
+    client_secret = _secret_field(help_text="oauth2_client_credentials: write-only.")
+    scope = serializers.RegexField(
+        r"^[!#-\[\]-~]+( [!#-\[\]-~]+)*\Z",  # RFC 6749 scope
+        required=False,
+        max_length=1000,
+        help_text="oauth2_client_credentials, optional: space-separated scopes.",
+        error_messages={"invalid": 'Space-separated scopes of visible characters but " and \\ (RFC 6749).'},
+    )
+
+    def to_internal_value(self, data):
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+    def validate(self, attrs):
+        auth_type = AuthType(attrs["type"])
+        secret = SECRET_FIELD.get(auth_type)
+        required = [*REQUIRED_FIELDS[auth_type], *([secret] if secret else [])]
+        allowed = {"type", *required, *OPTIONAL_FIELDS.get(auth_type, ())}
+        errors = {name: ["This field is required."] for name in required if name not in attrs}
+        errors |= {name: [f"Not used with type {auth_type}."] for name in attrs if name not in allowed}
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
 class DestinationSerializer(serializers.ModelSerializer):
     account = AdministeredAccountField(
         pk_field=serializers.UUIDField(),
@@ -68,6 +141,12 @@ class DestinationSerializer(serializers.ModelSerializer):
         validators=[validate_headers],
         help_text="Header name to string value, sent with every delivery; none ({}) when left out.",
     )
+    auth = DestinationAuthSerializer(
+        required=False,
+        help_text="How deliveries authenticate; type none when left out on create, unchanged when left "
+        "out on update. Answers show the type and its user name, token URL, client id and scope "
+        "(members: the type only), never a password, token or client secret.",
+    )
 
     class Meta:
         model = Destination
@@ -77,6 +156,7 @@ class DestinationSerializer(serializers.ModelSerializer):
             "url",
             "http_method",
             "headers",
+            "auth",
             "enabled",
             "disabled_reason",
             "signing_secret",
@@ -107,6 +187,7 @@ class DestinationSerializer(serializers.ModelSerializer):
         credentials_visible = self.context.get("credentials_visible")
         if credentials_visible is not None and not credentials_visible(instance.account_id):
             data["headers"] = {name: MASKED for name in data["headers"]}
+            data["auth"] = {"type": data["auth"]["type"]}
             data["url"] = url_without_credentials(data["url"])
         return data
 

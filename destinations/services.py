@@ -4,15 +4,36 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Account
 from datapusher.services import model_update
+from destinations.auth import (
+    SECRET_FIELD,
+    CredentialsUnavailable,
+    auth_none,
+    secret_encrypt,
+    secret_reencrypt,
+)
 from destinations.models import Destination
 from destinations.signing import generate_signing_secret
 
-DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers", "enabled")
+DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers", "auth", "auth_secret", "enabled")
+
+
+def _auth_stored(*, auth: Mapping[str, str]) -> dict[str, Any]:
+    """The model fields of a validated `auth`: its readable part, and its secret encrypted.
+    Raises ValidationError when there is a secret and no key to encrypt it with."""
+    secret_field = SECRET_FIELD.get(auth["type"])
+    readable = {name: value for name, value in auth.items() if name != secret_field}
+    if secret_field is None:
+        return {"auth": readable, "auth_secret": ""}
+    try:
+        return {"auth": readable, "auth_secret": secret_encrypt(auth[secret_field])}
+    except CredentialsUnavailable as err:
+        raise ValidationError({"auth": f"Credentials cannot be stored: {err}."}) from None
 
 
 def _destination_save(*, destination: Destination, update_fields: list[str] | None = None) -> Destination:
@@ -27,16 +48,19 @@ def destination_create(
     url: str,
     http_method: str,
     headers: dict[str, str],
+    auth: Mapping[str, str] | None = None,
     enabled: bool = True,
     by: AbstractBaseUser | None = None,
 ) -> Destination:
-    """Create a destination for `account` (disabled if not `enabled`: its deliveries are kept paused).
-    Raises ValidationError on an invalid field."""
+    """Create a destination for `account`, its `auth` secret encrypted (disabled if not `enabled`:
+    its deliveries are kept paused). Raises ValidationError on an invalid field, or on credentials
+    without DATAPUSHER_ENCRYPTION_KEYS."""
     destination = Destination(
         account=account,
         url=url,
         http_method=http_method,
         headers=headers,
+        **_auth_stored(auth=auth or auth_none()),
         enabled=enabled,
         created_by=by,
         updated_by=by,
@@ -47,9 +71,12 @@ def destination_create(
 def destination_update(
     *, destination: Destination, data: Mapping[str, Any], by: AbstractBaseUser | None = None
 ) -> Destination:
-    """Update the editable fields present in `data`; setting `enabled` clears disabled_reason (the
-    paused backlog is sent by resuming, server.services.lifecycle). Raises ValidationError on an
-    invalid field."""
+    """Update the editable fields present in `data` (an `auth` replaces the one stored, secret
+    included); setting `enabled` clears disabled_reason (the paused backlog is sent by resuming,
+    server.services.lifecycle). Raises ValidationError on an invalid field, or on credentials without
+    a key."""
+    if "auth" in data:
+        data = {**data, **_auth_stored(auth=data["auth"])}
     if "enabled" in data:
         data = {**data, "disabled_reason": ""}
     return model_update(
@@ -92,3 +119,20 @@ def destination_rotate_secret(*, destination: Destination, by: AbstractBaseUser 
     )
     destination.refresh_from_db()
     return destination
+
+
+def destination_credentials_reencrypt() -> tuple[int, list[int]]:
+    """Encrypt every stored credential again with the first of DATAPUSHER_ENCRYPTION_KEYS, so that
+    the keys after it can then be removed. Each row is rewritten only if its secret is still the one
+    read (a credential saved meanwhile is already under the first key). Returns how many were
+    rewritten, and the ids of the destinations whose credentials no key decrypts (left as they are)."""
+    rewritten, undecryptable = 0, []
+    stored = Destination.objects.exclude(auth_secret="").values_list("pk", "auth_secret")
+    for pk, encrypted in stored.iterator():
+        try:
+            reencrypted = secret_reencrypt(encrypted)
+        except CredentialsUnavailable:
+            undecryptable.append(pk)
+            continue
+        rewritten += Destination.objects.filter(pk=pk, auth_secret=encrypted).update(auth_secret=reencrypted)
+    return rewritten, undecryptable

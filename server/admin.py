@@ -15,6 +15,7 @@ from accounts.admin import LIST_AND_PAGE, AccountAdmin, autocomplete_filter, cha
 from accounts.models import Account
 from destinations.addresses import url_without_credentials
 from destinations.admin import DestinationAdmin
+from destinations.auth import AuthType
 from destinations.models import Destination
 from server.models import Attempt, Delivery, Event
 from server.services.ingest import AccountBusy, IngestOutcome, event_send_test
@@ -367,8 +368,14 @@ class AccountConsoleAdmin(AccountAdmin):
     def send_test_event(self, request: HttpRequest, queryset) -> None:
         clock = ActionClock()
         accounts = list(queryset)
+        # An account with OAuth credentials on a destination may take longer (a token fetch, a 401).
+        fetching = set(
+            Destination.objects.filter(
+                account__in=accounts, auth__type=AuthType.OAUTH2_CLIENT_CREDENTIALS
+            ).values_list("account_id", flat=True)
+        )
         for position, account in enumerate(accounts):
-            if not clock.may_start():
+            if not clock.may_start(fetches_token=account.pk in fetching):
                 left = ", ".join(a.account_name for a in accounts[position:])
                 self.message_user(request, f"Not sent, the action's time was up: {left}.", messages.WARNING)
                 return

@@ -24,7 +24,7 @@ from server.models import Attempt, Delivery, DispatcherHeartbeat, Event
 _TARGET_SQL = """
     SELECT a.account_id, a.rate_limit, d.id, d.url, d.http_method, d.headers, d.signing_secret,
         d.previous_signing_secret, d.previous_secret_expires_at, d.consecutive_failures, d.enabled,
-        d.disabled_reason
+        d.disabled_reason, d.auth, d.auth_secret
     FROM accounts_account a LEFT JOIN destinations_destination d ON d.account_id = a.account_id
     WHERE a.{column} = %s ORDER BY d.id
 """
@@ -44,6 +44,8 @@ _DESTINATION_FIELDS = (
     "consecutive_failures",
     "enabled",
     "disabled_reason",
+    "auth",
+    "auth_secret",
 )
 
 
@@ -64,6 +66,7 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
         return None
     account_field = Destination._meta.get_field("account")
     headers_field = Destination._meta.get_field("headers")
+    auth_field = Destination._meta.get_field("auth")
     expires_field = Destination._meta.get_field("previous_secret_expires_at")
     enabled_field = Destination._meta.get_field("enabled")
     account_id = account_field.to_python(rows[0][0])
@@ -84,6 +87,8 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
                 failures,
                 enabled_field.to_python(enabled),
                 disabled_reason,
+                auth_field.from_db_value(auth, None, connection),
+                auth_secret,
             ),
         )
         for (
@@ -99,6 +104,8 @@ def _ingest_target(sql: str, param: object) -> IngestTarget | None:
             failures,
             enabled,
             disabled_reason,
+            auth,
+            auth_secret,
         ) in rows
         if destination_id is not None
     ]

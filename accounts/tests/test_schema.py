@@ -84,8 +84,9 @@ def swagger_example(schema: dict, name: str) -> dict:
     """The request body Swagger UI's "Try it out" fills in for the component `name`."""
     example = {}
     for field, prop in schema["components"]["schemas"][name]["properties"].items():
-        if "$ref" in prop:
-            prop = schema["components"]["schemas"][prop["$ref"].rsplit("/", 1)[1]]
+        ref = prop.get("$ref") or prop.get("allOf", [{}])[0].get("$ref")  # allOf: a described $ref
+        if ref:
+            prop = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
         if "example" in prop:
             example[field] = prop["example"]
         elif "enum" in prop:
@@ -104,11 +105,18 @@ def test_the_schemas_own_destination_example_is_accepted(schema, api_client):
     response = api_client.post("/api/destinations/", body, format="json")
     assert response.status_code == 201
     destination = Destination.objects.get()
-    assert (destination.url, destination.http_method, destination.headers, destination.enabled) == (
+    assert (
+        destination.url,
+        destination.http_method,
+        destination.headers,
+        destination.enabled,
+        destination.auth,
+    ) == (
         "https://example.com/",
         "GET",
         {"Authorization": "Bearer your-api-key", "X-Source": "datapusher"},
         True,
+        {"type": "none"},
     )
 
 

@@ -58,6 +58,7 @@ def test_create_returns_the_destination(api_client):
         "url",
         "http_method",
         "headers",
+        "auth",
         "enabled",
         "disabled_reason",
         "signing_secret",

@@ -37,6 +37,7 @@ from server import broker, http, metrics
 from server.models import Attempt, Delivery, Event
 from server.payload import payload_loads
 from server.services import alerts
+from server.services.credentials import Authorizer, authorizer_for
 from server.services.dispatch import deliveries_hand_over
 
 # Methods whose request carries the data as query parameters instead of a body.
@@ -50,6 +51,10 @@ LEASE_GRACE = timedelta(seconds=10)
 # spread so that a flooding account's deliveries do not all come back at once.
 NOT_STARTED_DELAY_SECONDS = (1.0, 5.0)
 NOT_STARTED = "not started: the account or this process has too many deliveries in flight; still pending"
+# A destination with OAuth 2.0 credentials answered 401: its delivery is sent once more, at once, with
+# a new access token (by this sender; due this much later for anyone else, should this one stop).
+REAUTHORIZED = "destination answered HTTP 401; sending once more with a new access token"
+REAUTHORIZE_DELAY = timedelta(seconds=60)
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +64,38 @@ Payload = tuple[bytes, dict[str, Any] | None]
 SendResult = tuple[http.OutboundResponse | http.OutboundError, float, float]  # outcome, unix start, seconds
 
 
-def lease_duration() -> timedelta:
-    return timedelta(seconds=http.deadline_seconds() + FAN_OUT_GRACE_SECONDS) + LEASE_GRACE
+def _send_seconds(*, fetches_token: bool) -> float:
+    """The longest a delivery's send may take: one request's deadline, two when it may first fetch
+    an access token."""
+    return http.deadline_seconds() * (2 if fetches_token else 1)
+
+
+def send_deadline(request: Mapping[str, Any]) -> float:
+    """_send_seconds for a request made by _outbound_request."""
+    authorizer = request.get("authorizer")
+    return _send_seconds(fetches_token=authorizer is not None and authorizer.fetches_token)
+
+
+def longest_wait_seconds(*, fetches_token: bool) -> float:
+    """The longest deliveries_send may take for a delivery: its send and the grace, and for one with
+    OAuth credentials the same again (sent once more with a new token after a 401)."""
+    once = _send_seconds(fetches_token=fetches_token) + FAN_OUT_GRACE_SECONDS
+    return 2 * once if fetches_token else once
+
+
+def lease_duration(*, fetches_token: bool = False) -> timedelta:
+    """How long a lease lasts: the longest send + grace + time for the writes."""
+    return timedelta(seconds=_send_seconds(fetches_token=fetches_token) + FAN_OUT_GRACE_SECONDS) + LEASE_GRACE
+
+
+def _leases_extend_for_token_fetches(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> None:
+    """Deliveries whose send may first fetch an access token keep their lease one deadline longer
+    (one UPDATE, only when there are such deliveries)."""
+    fetching = [d.pk for d in deliveries if d.destination.auth_fetches_token]
+    if fetching:
+        Delivery.objects.filter(pk__in=fetching, lease_id=lease_id).update(
+            lease_expires_at=timezone.now() + lease_duration(fetches_token=True)
+        )
 
 
 def unleased(*, now: datetime) -> Q:
@@ -134,6 +169,8 @@ def _outbound_request(*, delivery: Delivery, payload: Payload) -> dict[str, Any]
     headers["webhook-timestamp"] = str(timestamp)
     secrets = destination.signing_secrets(now=timezone.now())
     return {
+        # Adds Authorization on the sending thread (where an access token may be fetched).
+        "authorizer": authorizer_for(destination=destination),
         "method": destination.http_method,
         "url": destination.url,
         "headers": headers,
@@ -240,9 +277,32 @@ def _executor_get() -> ThreadPoolExecutor:
         return _executor
 
 
+def _authorized_send(*, authorizer: Authorizer | None = None, **request) -> SendResult:
+    """http.timed_send with the destination's credentials, never raising; nothing is sent when
+    they cannot be had. A 401 tells the authorizer its token was refused."""
+    if authorizer is None:
+        return http.timed_send(**request)
+    started, clock = time.time(), time.monotonic()
+    try:
+        authorization = authorizer.headers()
+    except http.OutboundError as err:
+        return err, started, time.monotonic() - clock
+    except Exception as err:  # as http.timed_send: one destination never breaks the others
+        logger.exception("unexpected error authenticating to destination %s", authorizer.destination_pk)
+        return (
+            http.OutboundError(f"unexpected error: {type(err).__name__}"),
+            started,
+            time.monotonic() - clock,
+        )
+    result = http.timed_send(**{**request, "headers": {**request["headers"], **authorization}})
+    if isinstance(result[0], http.OutboundResponse) and result[0].status_code == 401:
+        authorizer.refused(authorization)
+    return result
+
+
 def _send_then_release(account_id: Any, request: dict[str, Any]) -> SendResult:
     try:
-        return http.timed_send(**request)
+        return _authorized_send(**request)
     finally:
         bulkhead.release(account_id)
 
@@ -283,9 +343,9 @@ def _fan_out(requests: Sequence[tuple[Any, dict[str, Any]]]) -> list[SendResult 
             if held.enter_context(bulkhead.hold(account_id)):
                 granted = bulkhead.take(account_id, len(indexes))
                 started += _submit(executor, account_id, [(i, requests[i][1]) for i in indexes[:granted]])
-        deadline = http.deadline_seconds()
-        give_up_at = clock + deadline + FAN_OUT_GRACE_SECONDS
         for index, future in started:
+            deadline = send_deadline(requests[index][1])
+            give_up_at = clock + deadline + FAN_OUT_GRACE_SECONDS
             try:
                 results[index] = future.result(timeout=max(give_up_at - time.monotonic(), 0))
             except FuturesTimeout:  # stuck where the watchdog cannot reach, such as a DNS lookup
@@ -297,14 +357,30 @@ def _fan_out(requests: Sequence[tuple[Any, dict[str, Any]]]) -> list[SendResult 
 # --- Claiming and recording -----------------------------------------------------------------------
 
 
-def deliveries_claim(*, deliveries: QuerySet[Delivery], lease_id: uuid.UUID) -> list[Delivery]:
-    """Lease those of `deliveries` that nobody holds (one conditional UPDATE); returns them, with
-    their event and destination. The others are being sent by someone else right now."""
+def _lease_unleased(*, deliveries: QuerySet[Delivery], lease_id: uuid.UUID) -> None:
     now = timezone.now()
     deliveries.filter(unleased(now=now)).update(
         lease_id=lease_id, lease_expires_at=now + lease_duration(), updated_at=now
     )
+
+
+def deliveries_claim(*, deliveries: QuerySet[Delivery], lease_id: uuid.UUID) -> list[Delivery]:
+    """Lease those of `deliveries` that nobody holds (one conditional UPDATE); returns them, with
+    their event and destination. The others are being sent by someone else right now."""
+    _lease_unleased(deliveries=deliveries, lease_id=lease_id)
     return list(Delivery.objects.select_related("event", "destination").filter(lease_id=lease_id))
+
+
+def _lease(*, deliveries: Sequence[Delivery], lease_id: uuid.UUID) -> list[Delivery]:
+    """Lease those of `deliveries` (in memory, with their event and destination) still pending and
+    held by nobody; returns them, their lease set in memory too."""
+    pending = Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=Delivery.Status.PENDING)
+    _lease_unleased(deliveries=pending, lease_id=lease_id)
+    held = dict(Delivery.objects.filter(lease_id=lease_id).values_list("pk", "lease_expires_at"))
+    for delivery in deliveries:
+        if delivery.pk in held:
+            delivery.lease_id, delivery.lease_expires_at = lease_id, held[delivery.pk]
+    return [d for d in deliveries if d.pk in held]
 
 
 # What an attempt's log entry holds, and what its outcome changes on the delivery.
@@ -337,6 +413,7 @@ class _Change:
     fields: dict[str, Any]
     attempt: dict[str, Any] | None
     number: int = 0  # the attempt's number in its delivery's log
+    reauthorize: bool = False  # sent again at once with a new access token (REAUTHORIZED)
     # Whether the attempt counts against the retry schedule (attempt_count): not a throttled answer's.
     counted: bool = True
     # Why the answer turns the destination off (http.OutboundResponse.disables), else None.
@@ -352,9 +429,10 @@ def _clean_text(text: str) -> str:
     return text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
 
 
-def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Change:
+def _outcome(*, delivery: Delivery, result: SendResult, retries: bool, reauthorize: bool) -> _Change:
     """The delivery's fields after this attempt. A retryable failure with `retries` and tries left
-    stays pending, due after the retry schedule's wait."""
+    stays pending, due after the retry schedule's wait; with `reauthorize`, a 401 to an access token
+    stays pending, to be sent again at once (REAUTHORIZED)."""
     outcome, started, duration = result
     retry_after, throttled, disables = None, False, None
     if isinstance(outcome, http.OutboundResponse):
@@ -369,7 +447,13 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Chang
     duration_ms = round(duration * 1000)
     finished_at = datetime.fromtimestamp(started + duration, tz=UTC)
     delay = None
-    if not succeeded and retries and outcome.retryable:
+    # Not when the answer also turns the destination off: nothing more is sent to it.
+    reauthorize = (
+        reauthorize and status_code == 401 and not disables and delivery.destination.auth_fetches_token
+    )
+    if reauthorize:
+        error, delay = REAUTHORIZED, REAUTHORIZE_DELAY.total_seconds()
+    elif not succeeded and retries and outcome.retryable:
         if throttled:
             delay = retry_after_delay(retry_after=retry_after)
         else:
@@ -413,6 +497,7 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool) -> _Chang
         fields=fields,
         attempt=attempt,
         number=delivery.attempt_count + 1,
+        reauthorize=reauthorize,
         counted=counted,
         disables=disables,
     )
@@ -436,7 +521,9 @@ def _paused(reason: str) -> _Change:
     return _Change(fields=fields, attempt=None)
 
 
-def _deliveries_attempt(*, deliveries: Sequence[Delivery], payloads: Mapping[Any, Payload]) -> list[_Change]:
+def _deliveries_attempt(
+    *, deliveries: Sequence[Delivery], payloads: Mapping[Any, Payload], reauthorize: bool
+) -> list[_Change]:
     """Attempt each delivery (all with their destination) once, at once, within this process's
     limits; returns what each outcome changes, for _deliveries_record. Touches no database.
 
@@ -467,7 +554,7 @@ def _deliveries_attempt(*, deliveries: Sequence[Delivery], payloads: Mapping[Any
         changes.append(
             _not_started(now)
             if result is None
-            else _outcome(delivery=delivery, result=result, retries=retries)
+            else _outcome(delivery=delivery, result=result, retries=retries, reauthorize=reauthorize)
         )
     return changes
 
@@ -539,11 +626,15 @@ def deliveries_send(
     lease_id: uuid.UUID,
     payloads: Mapping[Any, Payload],
     processed: Event | None = None,
+    reauthorize: bool = True,
 ) -> None:
     """Attempt each delivery (all held under `lease_id`, all with their destination) once, at once,
     and record the outcomes in one transaction; with `processed` (the sync ingest's event), set its
-    processed_at in that same transaction. Failures are recorded, never raised."""
-    changes = _deliveries_attempt(deliveries=deliveries, payloads=payloads)
+    processed_at in that same transaction. Failures are recorded, never raised. With `reauthorize`,
+    those a destination answered 401 with an access token are then sent once more (a new lease),
+    with a new one."""
+    _leases_extend_for_token_fetches(deliveries=deliveries, lease_id=lease_id)
+    changes = _deliveries_attempt(deliveries=deliveries, payloads=payloads, reauthorize=reauthorize)
     if not deliveries and processed is None:
         return
     with transaction.atomic():
@@ -561,6 +652,28 @@ def deliveries_send(
     deliveries_settle_paused(
         deliveries=[d for d in deliveries if d.status == Delivery.Status.PAUSED and d not in taken_over]
     )
+
+    again = [d for d, c in zip(deliveries, changes, strict=True) if c.reauthorize and d not in taken_over]
+    if again:
+        lease_id = uuid.uuid4()
+        again = _lease(deliveries=_destinations_reread(deliveries=again), lease_id=lease_id)
+        deliveries_send(deliveries=again, lease_id=lease_id, payloads=payloads, reauthorize=False)
+
+
+def _destinations_reread(*, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """Those of `deliveries` whose destination still exists, its enabled and disabled_reason read
+    again (in memory): one disabled since their first send, by this send's answers or anyone, is
+    paused by send_blocked instead of sent once more."""
+    stored = {
+        pk: (enabled, reason)
+        for pk, enabled, reason in Destination.objects.filter(
+            pk__in={d.destination_id for d in deliveries}
+        ).values_list("pk", "enabled", "disabled_reason")
+    }
+    kept = [d for d in deliveries if d.destination_id in stored]
+    for delivery in kept:
+        delivery.destination.enabled, delivery.destination.disabled_reason = stored[delivery.destination_id]
+    return kept
 
 
 def deliveries_settle_paused(*, deliveries: Sequence[Delivery]) -> list[Delivery]:

@@ -10,13 +10,14 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import QuerySet
 
-from server import broker, http
+from destinations.auth import AuthType
+from server import broker
 from server.models import Delivery, Event
 from server.services.delivery import (
-    FAN_OUT_GRACE_SECONDS,
     deliveries_claim,
     deliveries_send,
     event_payloads,
+    longest_wait_seconds,
     send_blocked,
 )
 from server.services.dispatch import deliveries_schedule_now, queue_mode
@@ -71,11 +72,14 @@ class ActionClock:
 
     def __init__(self) -> None:
         self.time_up_at = time.monotonic() + settings.DATAPUSHER_ADMIN_ACTION_SECONDS
-        self.longest_send = http.deadline_seconds() + FAN_OUT_GRACE_SECONDS
         self.started = False
 
-    def may_start(self) -> bool:
-        if self.started and time.monotonic() + self.longest_send > self.time_up_at:
+    def may_start(self, *, fetches_token: bool = False) -> bool:
+        """Whether the next send may start. With `fetches_token` (it has a delivery to a destination
+        with OAuth credentials) it may take longer: a token fetch, the send, and both again after a
+        401 (delivery.longest_wait_seconds)."""
+        longest = longest_wait_seconds(fetches_token=fetches_token)
+        if self.started and time.monotonic() + longest > self.time_up_at:
             return False
         self.started = True
         return True
@@ -116,8 +120,14 @@ def deliveries_resend(*, deliveries: QuerySet[Delivery], failed_only: bool = Fal
     else:
         taken, tried = [], 0
         clock = ActionClock()
+        # Those whose send may fetch an OAuth access token (and send again after a 401) take longer.
+        fetching = set(
+            deliveries.filter(destination__auth__type=AuthType.OAUTH2_CLIENT_CREDENTIALS).values_list(
+                "pk", flat=True
+            )
+        )
         for group in itertools.batched(candidates, settings.DATAPUSHER_ADMIN_SEND_CONCURRENCY, strict=False):
-            if not clock.may_start():
+            if not clock.may_start(fetches_token=not fetching.isdisjoint(group)):
                 skipped[SKIPPED_OUT_OF_TIME] += len(candidates) - tried
                 break
             taken += _redeliver(deliveries=Delivery.objects.filter(pk__in=group), queued=False)

@@ -20,6 +20,9 @@ from server.models import Delivery, Event
 from server.tests.conftest import ROOT
 
 INGEST_URL = "/server/incoming_data"
+# Why a receiver's answer disabled its destination (server.http.OutboundResponse.disables).
+GONE = "the destination answered 410 Gone"
+ASKED = "the destination asked to be disabled (webhook-delivery: disable)"
 
 
 def ingest(
@@ -52,10 +55,10 @@ def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None
     return respond
 
 
-def pending_delivery(**fields) -> Delivery:
-    """A pending delivery of a fresh event to a fresh POST destination at https://h.example.com/,
-    due now unless `fields` say otherwise."""
-    destination = DestinationFactory(url="https://h.example.com/")
+def pending_delivery(*, destination=None, **fields) -> Delivery:
+    """A pending delivery of a fresh event to `destination` (by default a fresh POST destination at
+    https://h.example.com/), due now unless `fields` say otherwise."""
+    destination = destination or DestinationFactory(url="https://h.example.com/")
     event = Event.objects.create(account=destination.account, body='{"a": 1}')
     fields.setdefault("next_attempt_at", timezone.now())
     return Delivery.objects.create(

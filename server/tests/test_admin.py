@@ -1,4 +1,5 @@
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -527,6 +528,27 @@ def test_send_test_event_starts_no_account_it_could_not_finish_in_time(admin_cli
     assert len(shown) == 2
     assert shown[0].startswith("Test event ") and " of A sent to 1 destination: " in shown[0]
     assert shown[1] == "Not sent, the action's time was up: B, C."
+
+
+def test_send_test_event_keeps_time_for_token_fetches(admin_client, receiver, settings, silent_listener):
+    """Accounts with OAuth credentials on their destination: after the first, none starts unless a
+    token fetch, the send and a second round after a 401 could all end in the action's time."""
+    settings.DATAPUSHER_ADMIN_ACTION_SECONDS = 4.0  # a plain account (0.6 s + 1 s) would fit after A
+    settings.DATAPUSHER_CONNECT_TIMEOUT = settings.DATAPUSHER_READ_TIMEOUT = 0.3
+    auth = {
+        "type": "oauth2_client_credentials",
+        "token_url": f"http://127.0.0.1:{silent_listener.port}/token",
+        "client_id": "shop",
+        "client_secret": secrets.token_urlsafe(16),
+    }
+    accounts = [
+        DestinationFactory(url=receiver.url, auth=auth, headers={}, account__account_name=name).account
+        for name in "AB"
+    ]
+    shown = run_action(admin_client, ACCOUNTS, "send_test_event", accounts)
+    assert Event.objects.count() == 1
+    assert shown[1] == "Not sent, the action's time was up: B."
+    assert receiver.requests == []
 
 
 def test_a_test_event_is_not_counted_against_the_accounts_rate_limit(

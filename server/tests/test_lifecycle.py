@@ -23,12 +23,10 @@ from server.services import ingest as ingest_module
 from server.services.delivery import delivery_attempt_due
 from server.services.dispatch import deliveries_dispatch
 from server.services.lifecycle import destination_resume
-from server.tests.helpers import answer, ingest, pending_delivery
+from server.tests.helpers import ASKED, GONE, answer, ingest, pending_delivery
 
 pytestmark = pytest.mark.django_db
 ALERTS = "server.services.alerts"
-GONE = "the destination answered 410 Gone"
-ASKED = "the destination asked to be disabled (webhook-delivery: disable)"
 
 
 @pytest.fixture

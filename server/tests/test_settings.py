@@ -39,6 +39,11 @@ from server.tests.helpers import fenced_blocks, http_exchange
         ("DATAPUSHER_LOG_FORMAT", "xml", "DATAPUSHER_LOG_FORMAT must be 'json' or 'text'."),
         ("DATAPUSHER_ALERT_AFTER_FAILURES", "0", "DATAPUSHER_ALERT_AFTER_FAILURES must be at least 1."),
         (
+            "DATAPUSHER_ENCRYPTION_KEYS",
+            "not-a-key",
+            "DATAPUSHER_ENCRYPTION_KEYS: each key must be 32 url-safe",
+        ),
+        (
             "REDIS_URL",
             "unix:///run/redis.sock",
             "REDIS_URL must be a redis://, rediss:// or redis+unix:// URL",
@@ -158,10 +163,17 @@ def make_dotenv(directory: Path) -> str:
     return (directory / ".env").read_text()
 
 
+ENCRYPTION_KEY_LINE = r"DATAPUSHER_ENCRYPTION_KEYS=[\w-]{43}=\n"
+
+
 def test_make_run_writes_a_secret_key_and_loopback_networks_once(tmp_path):
-    """A fresh checkout gets a SECRET_KEY and the loopback networks in .env; a second run keeps them."""
+    """A fresh checkout gets a SECRET_KEY, the loopback networks and an encryption key in .env; a
+    second run keeps them."""
     first = make_dotenv(tmp_path)
-    assert re.fullmatch(r"SECRET_KEY=[\w-]{60,}\nDATAPUSHER_ALLOWED_NETWORKS=127\.0\.0\.0/8,::1/128\n", first)
+    assert re.fullmatch(
+        r"SECRET_KEY=[\w-]{60,}\nDATAPUSHER_ALLOWED_NETWORKS=127\.0\.0\.0/8,::1/128\n" + ENCRYPTION_KEY_LINE,
+        first,
+    )
     assert make_dotenv(tmp_path) == first
 
 
@@ -169,10 +181,19 @@ def test_make_run_writes_a_secret_key_and_loopback_networks_once(tmp_path):
 def test_make_run_adds_the_networks_to_an_older_env_file(tmp_path, existing):
     """A .env from before (with or without a final newline) gets the networks line, its key kept."""
     (tmp_path / ".env").write_text(existing)
-    assert make_dotenv(tmp_path) == "SECRET_KEY=kept\nDATAPUSHER_ALLOWED_NETWORKS=127.0.0.0/8,::1/128\n"
+    assert re.fullmatch(
+        r"SECRET_KEY=kept\nDATAPUSHER_ALLOWED_NETWORKS=127\.0\.0\.0/8,::1/128\n" + ENCRYPTION_KEY_LINE,
+        make_dotenv(tmp_path),
+    )
 
 
 def test_make_run_leaves_networks_already_set_in_env_alone(tmp_path):
-    """A .env that sets DATAPUSHER_ALLOWED_NETWORKS itself (even empty) is not changed."""
-    (tmp_path / ".env").write_text("SECRET_KEY=kept\nDATAPUSHER_ALLOWED_NETWORKS=\n")
-    assert make_dotenv(tmp_path) == "SECRET_KEY=kept\nDATAPUSHER_ALLOWED_NETWORKS=\n"
+    """A .env that sets DATAPUSHER_ALLOWED_NETWORKS and DATAPUSHER_ENCRYPTION_KEYS itself (even
+    empty) is not changed."""
+    (tmp_path / ".env").write_text(
+        "SECRET_KEY=kept\nDATAPUSHER_ALLOWED_NETWORKS=\nDATAPUSHER_ENCRYPTION_KEYS=\n"
+    )
+    assert (
+        make_dotenv(tmp_path)
+        == "SECRET_KEY=kept\nDATAPUSHER_ALLOWED_NETWORKS=\nDATAPUSHER_ENCRYPTION_KEYS=\n"
+    )
