@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import connection
 from knox import crypto as knox_crypto
 from knox.models import AuthToken
 from rest_framework.test import APIClient
@@ -171,6 +172,17 @@ def _fresh_rate_limits() -> Iterator[None]:
     """Each test starts with new rate-limit counters: none carries over."""
     limiters_forget()
     yield
+
+
+@pytest.fixture
+def concurrent_writers():
+    """Threads that write at once need a database server: the tests' in-memory SQLite refuses a
+    second writer at once ("database table is locked") rather than making it wait."""
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "needs concurrent writers: runs on PostgreSQL "
+            "(DATABASE_URL=postgres://postgres@127.0.0.1:5432/test make test; CI runs it)"
+        )
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def test_patch_racing_a_secret_rotation_keeps_the_rotated_secret(api_client, bef
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_rotations_at_once_keep_every_secret_they_handed_out_valid():
+def test_two_rotations_at_once_keep_every_secret_they_handed_out_valid(concurrent_writers):
     """Each rotation moves the secret stored when it writes to `previous` (F()), so whatever secret
     either answer handed out still signs deliveries; the original one is out."""
     destination = DestinationFactory()

@@ -17,7 +17,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
@@ -56,14 +58,24 @@ def screenshot(driver: WebDriver, name: str) -> None:
     assert driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
+def shown(driver: WebDriver, by: str, value: str) -> WebElement:
+    """The element, once the page shows it (after a click, the next page may still be loading)."""
+    return WebDriverWait(driver, PAGE_LOAD_SECONDS).until(
+        expected_conditions.visibility_of_element_located((by, value))
+    )
+
+
 def message(driver: WebDriver) -> str:
-    return driver.find_element(By.CSS_SELECTOR, "ul.messagelist li").text
+    return shown(driver, By.CSS_SELECTOR, "ul.messagelist li").text
 
 
 def run_page_action(driver: WebDriver, action: str) -> None:
-    """Choose `action` in an object page's "Action" select and press its Run button."""
-    Select(driver.find_element(By.NAME, "CHANGE_FORM-action")).select_by_value(action)
-    driver.find_element(By.CSS_SELECTOR, "div.actions button[name='index']").click()
+    """Choose `action` in an object page's "Action" select, press its Run button, and wait until
+    the page it was on is gone (the action's answer, then its redirect, replace it)."""
+    Select(shown(driver, By.NAME, "CHANGE_FORM-action")).select_by_value(action)
+    run = driver.find_element(By.CSS_SELECTOR, "div.actions button[name='index']")
+    run.click()
+    WebDriverWait(driver, PAGE_LOAD_SECONDS).until(expected_conditions.staleness_of(run))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -83,10 +95,10 @@ def test_an_operator_sends_a_test_event_redelivers_it_and_reads_the_dashboard(
     browser.get(live_server.url + "/")
     screenshot(browser, "1-landing")
     browser.find_element(By.ID, "link-admin").click()
-    browser.find_element(By.ID, "id_username").send_keys("operator")
+    shown(browser, By.ID, "id_username").send_keys("operator")
     browser.find_element(By.ID, "id_password").send_keys("pw-4-test")
     browser.find_element(By.CSS_SELECTOR, "input[type='submit']").click()
-    assert browser.find_element(By.ID, "dashboard-link").is_displayed()
+    shown(browser, By.ID, "dashboard-link")
     screenshot(browser, "2-admin-index")
 
     browser.get(f"{live_server.url}/admin/accounts/account/")
@@ -105,7 +117,9 @@ def test_an_operator_sends_a_test_event_redelivers_it_and_reads_the_dashboard(
     delivery = Delivery.objects.get(event=event)
     browser.get(f"{live_server.url}/admin/server/delivery/")
     browser.find_element(By.LINK_TEXT, str(delivery.delivery_id)[:8]).click()
-    assert browser.current_url.endswith(f"/admin/server/delivery/{delivery.pk}/change/")
+    WebDriverWait(browser, PAGE_LOAD_SECONDS).until(
+        expected_conditions.url_to_be(f"{live_server.url}/admin/server/delivery/{delivery.pk}/change/")
+    )
     screenshot(browser, "5-delivery")
     run_page_action(browser, "redeliver")
     assert message(browser) == "Sent 1 of the 1 selected delivery: 1 succeeded, 0 failed."
@@ -117,8 +131,8 @@ def test_an_operator_sends_a_test_event_redelivers_it_and_reads_the_dashboard(
 
     browser.get(f"{live_server.url}/admin/")
     browser.find_element(By.ID, "dashboard-link").click()
+    summary = shown(browser, By.ID, "dashboard-summary")
     screenshot(browser, "7-dashboard")
-    summary = browser.find_element(By.ID, "dashboard-summary")
     assert summary.find_element(By.CSS_SELECTOR, "#summary-events-received td").text == "1"
     assert summary.find_element(By.CSS_SELECTOR, "#summary-deliveries-succeeded td").text == "1"
     assert browser.find_element(By.CSS_SELECTOR, "#dashboard-chart svg").is_displayed()

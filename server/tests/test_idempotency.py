@@ -3,7 +3,6 @@
 import time
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from accounts.tests.factories import AccountFactory
@@ -27,16 +26,6 @@ def test_repeated_event_id_sends_nothing_and_answers_the_first_outcome(client, m
     assert second.json()["deliveries"][0]["status_code"] == 502
     event = Event.objects.get()
     assert (event.external_id, event.body) == ("order-7", '{"a": 1}')
-
-
-@pytest.fixture
-def concurrent_writers():
-    """Threads that write at once need a database server."""
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            "needs concurrent writers: runs on PostgreSQL "
-            "(DATABASE_URL=postgres://postgres@127.0.0.1:5432/test make test; CI runs it)"
-        )
 
 
 CONFLICT = {
