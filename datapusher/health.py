@@ -103,16 +103,31 @@ def _broker_check() -> dict[str, str]:
     return {"broker": UNAVAILABLE if broker.queue_depth() is None else OK}
 
 
+# Each group's check still running, if any: a probe waits on it rather than starting another, so a
+# database or broker that stalls holds one thread per group in a process, however often it is asked.
+_in_flight: dict[tuple[str, ...], Future] = {}
+_in_flight_lock = threading.Lock()
+
+
+def _started(names: tuple[str, ...], check: Callable[[], dict[str, str]]) -> Future:
+    """The group's check: the one an earlier probe started, while it still runs, else a new one."""
+    with _in_flight_lock:
+        future = _in_flight.get(names)
+        if future is None or future.done():
+            future = _in_flight[names] = Future()
+            thread = threading.Thread(
+                target=_run, args=(check, future), name=f"readyz-{names[0]}", daemon=True
+            )
+            thread.start()
+        return future
+
+
 def _bounded(groups: dict[tuple[str, ...], Callable[[], dict[str, str]]]) -> dict[str, str]:
     """Run each group of checks on a thread of its own, all at once, and wait for them until
     DATAPUSHER_READY_TIMEOUT has passed: a group that failed or had not answered by then is
     "unavailable" (the dispatcher, which the database tells, "unknown"). A thread still waiting is
-    left to end when its own timeouts end it."""
-    started = []
-    for names, check in groups.items():
-        future: Future = Future()
-        threading.Thread(target=_run, args=(check, future), name=f"readyz-{names[0]}", daemon=True).start()
-        started.append((names, future))
+    left to end when its own timeouts end it, and the next probes wait on it (_started)."""
+    started = [(names, _started(names, check)) for names, check in groups.items()]
     deadline = time.monotonic() + settings.DATAPUSHER_READY_TIMEOUT
     checks: dict[str, str] = {}
     for names, future in started:

@@ -2,6 +2,7 @@
 
 import os
 import socket
+import threading
 import time
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from datapusher import health
 from server import broker
 from server.management.commands import dispatch as dispatch_command
 from server.models import DispatcherHeartbeat
@@ -182,3 +184,26 @@ def test_a_silent_database_makes_readyz_503_within_the_bound(gunicorn, silent_po
     took = time.monotonic() - started
     assert (ready.status, ready.json["checks"]["database"]) == (503, "unavailable")
     assert took < 1 + 2.0
+
+
+def test_a_stalled_check_holds_one_thread_however_often_readyz_is_asked(client, settings, monkeypatch):
+    """A database check that never ends: every probe answers 503 within the bound, and they all wait
+    on the one check already running rather than each starting a thread of its own."""
+    settings.DATAPUSHER_READY_TIMEOUT = 0.2
+    release, calls = threading.Event(), []
+
+    def stalled() -> dict[str, str]:
+        calls.append(1)
+        release.wait(30)
+        return {"database": "ok", "dispatcher": "not running"}
+
+    monkeypatch.setattr(health, "_database_checks", stalled)
+    try:
+        answers = [client.get("/readyz") for _ in range(3)]
+        assert [(a.status_code, a.json()["checks"]["database"]) for a in answers] == [
+            (503, "unavailable")
+        ] * 3
+        assert len(calls) == 1
+        assert [t.name for t in threading.enumerate()].count("readyz-database") == 1
+    finally:
+        release.set()
