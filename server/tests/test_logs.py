@@ -53,6 +53,20 @@ def _without_timing(line: dict) -> dict:
     return line
 
 
+def refused_ingest_line(status: int) -> dict:
+    """The ingest's line (timing left out) for an answer that stored nothing, with our request id."""
+    return {
+        "level": "INFO",
+        "logger": "server.ingest",
+        "message": "ingest",
+        "request_id": REQUEST_ID,
+        "event_id": None,
+        "account_id": None,
+        "destinations": None,
+        "status": status,
+    }
+
+
 def test_an_ingest_to_two_destinations_one_failing_logs_these_lines(client, receiver, json_log):
     """Per attempt and for the ingest, the exact fields; the failure final (no broker) also alerts;
     every line carries the request id given, which the response returns."""
@@ -163,18 +177,7 @@ def test_a_refused_ingest_is_logged_with_its_status_and_no_event(client, json_lo
     )
     assert response.status_code == 401
     assert response["X-Request-ID"] == REQUEST_ID
-    assert [_without_timing(line) for line in json_log.lines("server.ingest")] == [
-        {
-            "level": "INFO",
-            "logger": "server.ingest",
-            "message": "ingest",
-            "request_id": REQUEST_ID,
-            "event_id": None,
-            "account_id": None,
-            "destinations": None,
-            "status": 401,
-        }
-    ]
+    assert [_without_timing(line) for line in json_log.lines("server.ingest")] == [refused_ingest_line(401)]
 
 
 def test_an_ingest_that_raises_is_logged_with_no_status(client, json_log, monkeypatch):
@@ -294,16 +297,7 @@ def test_make_serve_logs_one_json_object_a_line(services, tmp_path):
         json.loads(text) for text in web.log.read_text().splitlines() if '"logger": "server.ingest"' in text
     ]
     assert list(line)[:5] == ["timestamp", "level", "logger", "message", "request_id"]
-    assert _without_timing(line) == {
-        "level": "INFO",
-        "logger": "server.ingest",
-        "message": "ingest",
-        "request_id": REQUEST_ID,
-        "event_id": None,
-        "account_id": None,
-        "destinations": None,
-        "status": 405,
-    }
+    assert _without_timing(line) == refused_ingest_line(405)
 
 
 def test_an_alert_url_that_is_not_http_stops_the_process_without_repeating_it(tmp_path):
