@@ -385,3 +385,20 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 DATAPUSHER_RETRY_AFTER_MAX = env.float("DATAPUSHER_RETRY_AFTER_MAX", default=3600)
 if DATAPUSHER_RETRY_AFTER_MAX < 1:
     raise ImproperlyConfigured("DATAPUSHER_RETRY_AFTER_MAX must be at least 1 (second).")
+
+# The circuit breaker (server/services/breaker.py): after DATAPUSHER_BREAKER_FAILURES retryable
+# failures in a row a destination's circuit opens and its deliveries wait, without spending attempts,
+# for a probe after DATAPUSHER_BREAKER_COOLDOWN seconds, doubling with each reopening up to
+# DATAPUSHER_BREAKER_COOLDOWN_MAX. Open for DATAPUSHER_DISABLE_AFTER seconds (5 days), the destination
+# is disabled. DATAPUSHER_BREAKER_FAILURES=0 turns the breaker off.
+DATAPUSHER_BREAKER_FAILURES = env.int("DATAPUSHER_BREAKER_FAILURES", default=10)
+DATAPUSHER_BREAKER_COOLDOWN = env.float("DATAPUSHER_BREAKER_COOLDOWN", default=60.0)
+DATAPUSHER_BREAKER_COOLDOWN_MAX = env.float("DATAPUSHER_BREAKER_COOLDOWN_MAX", default=3600.0)
+DATAPUSHER_DISABLE_AFTER = env.float("DATAPUSHER_DISABLE_AFTER", default=5 * 86400.0)
+if DATAPUSHER_BREAKER_FAILURES < 0:
+    raise ImproperlyConfigured("DATAPUSHER_BREAKER_FAILURES must be 0 (off) or more.")
+if not 0 < DATAPUSHER_BREAKER_COOLDOWN <= DATAPUSHER_BREAKER_COOLDOWN_MAX or DATAPUSHER_DISABLE_AFTER <= 0:
+    raise ImproperlyConfigured(
+        "DATAPUSHER_BREAKER_COOLDOWN must be above 0 and at most DATAPUSHER_BREAKER_COOLDOWN_MAX, "
+        "and DATAPUSHER_DISABLE_AFTER above 0."
+    )

@@ -6,6 +6,7 @@ from accounts.admin import LIST_AND_PAGE, AuthoredAdmin, autocomplete_filter, ch
 from destinations.addresses import url_without_credentials
 from destinations.auth import SECRET_FIELD
 from destinations.models import Destination
+from destinations.selectors import destination_circuit
 from destinations.serializers import MASKED
 from destinations.services import destination_rotate_secret
 
@@ -23,13 +24,28 @@ def _show_signing_secrets(request: HttpRequest, destination: Destination) -> Non
 
 @admin.register(Destination)
 class DestinationAdmin(AuthoredAdmin):
-    list_display = ["target", "account_link", "enabled", "disabled_reason", "created_at", "deliveries"]
+    list_display = [
+        "target",
+        "account_link",
+        "enabled",
+        "disabled_reason",
+        "circuit",
+        "created_at",
+        "deliveries",
+    ]
     list_display_links = ["target"]
-    list_filter = ["enabled", "http_method", autocomplete_filter("account", "account")]
+    list_filter = ["enabled", "circuit_state", "http_method", autocomplete_filter("account", "account")]
     list_select_related = ["account"]
     search_fields = ["url", "account__email", "account__account_name"]
     autocomplete_fields = ["account"]
-    readonly_fields = ["authentication", "deliveries", "disabled_reason", "created_at", "updated_at"]
+    readonly_fields = [
+        "authentication",
+        "deliveries",
+        "disabled_reason",
+        "circuit",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["rotate_secret", "show_secret"]
 
     @admin.display(description="destination", ordering="url")
@@ -47,6 +63,15 @@ class DestinationAdmin(AuthoredAdmin):
         if secret_field := SECRET_FIELD.get(destination.auth_type):
             shown[secret_field] = MASKED
         return ", ".join(f"{name}: {value}" for name, value in shown.items())
+
+    @admin.display(description="circuit", ordering="circuit_state")
+    def circuit(self, destination: Destination) -> str:
+        """The breaker's state, its failures in a row, and the next probe while not closed."""
+        circuit = destination_circuit(destination=destination)
+        shown = f"{circuit.state}, {circuit.consecutive_failures} failures in a row"
+        if circuit.next_probe_at is not None:
+            shown += f", next probe {circuit.next_probe_at.isoformat(timespec='seconds')}"
+        return shown
 
     @admin.display(description="delivery log")
     def deliveries(self, destination: Destination) -> str:

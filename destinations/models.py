@@ -11,6 +11,12 @@ from destinations.signing import generate_signing_secret
 from destinations.validators import validate_destination_address, validate_headers
 
 
+class CircuitState(models.TextChoices):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
 class Destination(Authored):
     """A URL that receives an account's incoming data, with the method and headers to use."""
 
@@ -44,10 +50,25 @@ class Destination(Authored):
     # type's secret is in auth_secret, encrypted. Both are set only through the services.
     auth = models.JSONField(default=auth_none, editable=False)
     auth_secret = models.TextField(blank=True, default="", editable=False)
+    # The circuit breaker (server/services/breaker.py): closed, or open since circuit_opened_at after
+    # enough consecutive failures, its deliveries held back until next_probe_at, when one is sent as
+    # a probe (half_open meanwhile). circuit_trips counts the openings since it was last closed.
+    circuit_state = models.CharField(
+        max_length=9, choices=CircuitState.choices, default=CircuitState.CLOSED, editable=False
+    )
+    circuit_opened_at = models.DateTimeField(null=True, blank=True, editable=False)
+    circuit_trips = models.PositiveSmallIntegerField(default=0, editable=False)
+    next_probe_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]
         indexes = [
+            # The dispatcher's round: circuits due for a probe, a few among many destinations.
+            models.Index(
+                fields=["next_probe_at"],
+                condition=~models.Q(circuit_state="closed"),
+                name="destination_circuit_probe",
+            ),
             # ?enabled=false and the admin's filter: the few disabled ones among many.
             models.Index(fields=["account"], condition=models.Q(enabled=False), name="destination_disabled"),
         ]

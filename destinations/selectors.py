@@ -5,7 +5,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
 from accounts.selectors import scoped
-from destinations.models import Destination
+from destinations.models import CircuitState, Destination
 
 
 def destination_list(*, user: AbstractBaseUser) -> QuerySet[Destination]:
@@ -24,6 +24,12 @@ class Circuit:
 
 
 def destination_circuit(*, destination: Destination) -> Circuit:
-    """`destination`'s circuit: closed, with its failed attempts since the last success (there is no
-    breaker to open it yet)."""
-    return Circuit(state="closed", consecutive_failures=destination.consecutive_failures, next_probe_at=None)
+    """`destination`'s circuit breaker (server/services/breaker.py) as stored: its state, retryable
+    failures in a row, and the next probe's time while not closed (for half_open: when a probe
+    under way counts as lost)."""
+    closed = destination.circuit_state == CircuitState.CLOSED
+    return Circuit(
+        state=destination.circuit_state,
+        consecutive_failures=destination.consecutive_failures,
+        next_probe_at=None if closed else destination.next_probe_at,
+    )

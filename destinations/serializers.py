@@ -13,7 +13,8 @@ from accounts.selectors import account_administered_list, user_sees_everything
 from datapusher.serializers import HttpUrlField
 from destinations.addresses import url_without_credentials
 from destinations.auth import OPTIONAL_FIELDS, REQUIRED_FIELDS, SECRET_FIELD, AuthType
-from destinations.models import Destination
+from destinations.models import CircuitState, Destination
+from destinations.selectors import destination_circuit
 from destinations.validators import validate_destination_address, validate_headers
 
 # What a header value reads as for those who may not see it (it may hold a credential).
@@ -129,6 +130,19 @@ class DestinationAuthSerializer(serializers.Serializer):
         return attrs
 
 
+class CircuitSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=CircuitState.choices)
+    consecutive_failures = serializers.IntegerField(
+        help_text="Retryable failures in a row (timeouts, connection errors, 5xx, 429 without "
+        "Retry-After) since the last success; DATAPUSHER_BREAKER_FAILURES of them open the circuit."
+    )
+    next_probe_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Open: when one held delivery is sent as a probe. Half-open: when the probe under "
+        "way counts as lost. Null when closed.",
+    )
+
+
 class DestinationSerializer(serializers.ModelSerializer):
     account = AdministeredAccountField(
         pk_field=serializers.UUIDField(),
@@ -147,6 +161,10 @@ class DestinationSerializer(serializers.ModelSerializer):
         "out on update. Answers show the type and its user name, token URL, client id and scope "
         "(members: the type only), never a password, token or client secret.",
     )
+    circuit = serializers.SerializerMethodField(
+        help_text="The circuit breaker: open after repeated retryable failures, when deliveries are "
+        "held back (pending, no attempt spent) until a probe succeeds."
+    )
 
     class Meta:
         model = Destination
@@ -159,6 +177,7 @@ class DestinationSerializer(serializers.ModelSerializer):
             "auth",
             "enabled",
             "disabled_reason",
+            "circuit",
             "signing_secret",
             "created_at",
             "updated_at",
@@ -171,7 +190,8 @@ class DestinationSerializer(serializers.ModelSerializer):
             },
             "disabled_reason": {
                 "help_text": "Why the system turned it off (its receiver answered 410 Gone, or "
-                "`webhook-delivery: disable`); empty otherwise, and cleared when it is resumed or enabled."
+                "`webhook-delivery: disable`, or its circuit stayed open for DATAPUSHER_DISABLE_AFTER); "
+                "empty otherwise, and cleared when it is resumed or enabled."
             },
             "signing_secret": {
                 "required": False,
@@ -179,6 +199,10 @@ class DestinationSerializer(serializers.ModelSerializer):
                 "it again at /api/destinations/{id}/secret/.",
             },
         }
+
+    @extend_schema_field(CircuitSerializer)
+    def get_circuit(self, destination: Destination) -> dict:
+        return CircuitSerializer(destination_circuit(destination=destination)).data
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
@@ -250,12 +274,6 @@ class StatsQuerySerializer(serializers.Serializer):
         if not length or length > STATS_WINDOW_MAX:
             raise serializers.ValidationError({"window": [STATS_WINDOW_ERROR]})
         return {**attrs, "length": length}
-
-
-class CircuitSerializer(serializers.Serializer):
-    state = serializers.ChoiceField(choices=["closed", "open", "half_open"])
-    consecutive_failures = serializers.IntegerField(help_text="Failed attempts since the last success.")
-    next_probe_at = serializers.DateTimeField(allow_null=True, help_text="When the next probe is due (open).")
 
 
 class DestinationStatsSerializer(serializers.Serializer):

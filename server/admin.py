@@ -414,7 +414,7 @@ class DestinationConsoleAdmin(DestinationAdmin):
             destination_delete(destination=destination)
 
     @admin.action(
-        description="Resume: enable and send the paused deliveries",
+        description="Resume: enable, close the circuit and send the deliveries held back",
         permissions=["change"],
         location=LIST_AND_PAGE,
     )
@@ -423,7 +423,7 @@ class DestinationConsoleAdmin(DestinationAdmin):
             resumed = destination_resume(destination=destination, by=request.user)
             messages.success(
                 request,
-                f"{destination} resumed: {resumed.resumed} paused deliveries made pending, "
+                f"{destination} resumed: {resumed.resumed} paused or held deliveries made due, "
                 f"{resumed.sent} sent ({resumed.succeeded} succeeded), {resumed.pending} pending.",
             )
 

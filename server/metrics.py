@@ -29,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from server.models import Delivery
-from server.selectors import deliveries_pending_backlog
+from server.selectors import circuits_by_state, deliveries_pending_backlog
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,16 @@ ATTEMPT_DURATION = Histogram(
     "How long each delivery attempt took, from its start to its answer or error.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30),
 )
+CIRCUITS_MOVED = Counter(
+    "datapusher_circuit_transitions",
+    "Destination circuits moved by this process's senders, by the state moved to (open: opened or "
+    "reopened after a failed probe; closed; disabled: open for DATAPUSHER_DISABLE_AFTER).",
+    ["to"],
+)
+CIRCUIT_MOVES = ("open", "closed", "disabled")
 # Every series exists from the start, at 0, so that rate() sees the first one.
+for _to in CIRCUIT_MOVES:
+    CIRCUITS_MOVED.labels(to=_to)
 for _outcome in {*INGEST_OUTCOMES.values(), "error"}:
     INGESTS.labels(outcome=_outcome)
 for _status in FINAL_STATUSES:
@@ -92,6 +101,11 @@ def attempts_recorded(*, attempts: Iterable[dict[str, Any]], statuses: Iterable[
     transaction.on_commit(partial(_count_attempts, durations=durations, finished=finished))
 
 
+def circuit_moved(*, to: str) -> None:
+    """Count a circuit's move to `to` (one of CIRCUIT_MOVES)."""
+    CIRCUITS_MOVED.labels(to=to).inc()
+
+
 def _count_attempts(*, durations: list[float], finished: list[str]) -> None:
     for duration in durations:
         ATTEMPT_DURATION.observe(duration)
@@ -100,15 +114,24 @@ def _count_attempts(*, durations: list[float], finished: list[str]) -> None:
 
 
 class _Backlog:
-    """Pending deliveries and the age of the oldest, read from the database at scrape time (left
-    out while the database is unavailable)."""
+    """Pending deliveries and the age of the oldest, and the circuits not closed, read from the
+    database at scrape time (left out while the database is unavailable)."""
 
     def collect(self) -> Iterator[Metric]:
         try:
             count, oldest = deliveries_pending_backlog()
-        except DatabaseError as err:  # the counters are still worth having: these two go missing
+            circuits = circuits_by_state()
+        except DatabaseError as err:  # the counters are still worth having: these go missing
             logger.warning("metrics: the backlog could not be read: %s", err)
             return
+        gauge = GaugeMetricFamily(
+            "datapusher_destination_circuits",
+            "Destinations whose circuit is open or half-open (probing) now, by state.",
+            labels=["state"],
+        )
+        for state, destinations in circuits.items():
+            gauge.add_metric([state], destinations)
+        yield gauge
         age = 0.0 if oldest is None else max((timezone.now() - oldest).total_seconds(), 0.0)
         yield GaugeMetricFamily("datapusher_deliveries_pending", "Deliveries pending (not yet final).", count)
         yield GaugeMetricFamily(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import Case, Count, F, Max, Min, Q, QuerySet, Sum, When, Window
+from django.db.models import Case, Count, DateTimeField, F, Field, Max, Min, Q, QuerySet, Sum, When, Window
 from django.db.models.functions import RowNumber, TruncHour
 from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.utils import timezone
@@ -16,22 +16,12 @@ from accounts.selectors import scoped
 from accounts.tokens import app_secret_token_hash
 from datapusher.sql import db_value
 from destinations.addresses import url_without_credentials
-from destinations.models import Destination
+from destinations.models import CircuitState, Destination
 from server.models import Attempt, Delivery, DispatcherHeartbeat, Event
 
 # One indexed statement as SQL: compiling it with the ORM cost more than running it (datapusher/sql.py).
 # Its destination columns come in the model's field order, which from_db below relies on.
-_TARGET_SQL = """
-    SELECT a.account_id, a.rate_limit, d.id, d.url, d.http_method, d.headers, d.signing_secret,
-        d.previous_signing_secret, d.previous_secret_expires_at, d.consecutive_failures, d.enabled,
-        d.disabled_reason, d.auth, d.auth_secret
-    FROM accounts_account a LEFT JOIN destinations_destination d ON d.account_id = a.account_id
-    WHERE a.{column} = %s ORDER BY d.id
-"""
-_BY_TOKEN = _TARGET_SQL.format(column="app_secret_token_hash")
-_BY_ACCOUNT = _TARGET_SQL.format(column="account_id")
-
-
+# The destination columns an ingest reads, in the model's field order (as from_db below takes them).
 _DESTINATION_FIELDS = (
     "id",
     "account_id",
@@ -46,7 +36,19 @@ _DESTINATION_FIELDS = (
     "disabled_reason",
     "auth",
     "auth_secret",
+    "circuit_state",
+    "circuit_opened_at",
+    "circuit_trips",
+    "next_probe_at",
 )
+# One indexed statement as SQL: compiling it with the ORM cost more than running it (datapusher/sql.py).
+_TARGET_SQL = f"""
+    SELECT a.account_id, a.rate_limit, {", ".join(f"d.{name}" for name in _DESTINATION_FIELDS)}
+    FROM accounts_account a LEFT JOIN destinations_destination d ON d.account_id = a.account_id
+    WHERE a.{{column}} = %s ORDER BY d.id
+"""  # noqa: S608 (the model's column names, no input)
+_BY_TOKEN = _TARGET_SQL.format(column="app_secret_token_hash")
+_BY_ACCOUNT = _TARGET_SQL.format(column="account_id")
 
 
 @dataclass(frozen=True)
@@ -58,57 +60,35 @@ class IngestTarget:
     destinations: list[Destination]
 
 
+def _column_value(field: Field, value: object) -> object:
+    """A column read by hand as the ORM would load it."""
+    if value is None:
+        return None
+    if hasattr(field, "from_db_value"):
+        return field.from_db_value(value, None, connection)
+    if isinstance(field, DateTimeField):
+        return _aware(field.to_python(value))
+    return field.to_python(value)
+
+
 def _ingest_target(sql: str, param: object) -> IngestTarget | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, [param])
         rows = cursor.fetchall()
     if not rows:
         return None
-    account_field = Destination._meta.get_field("account")
-    headers_field = Destination._meta.get_field("headers")
-    auth_field = Destination._meta.get_field("auth")
-    expires_field = Destination._meta.get_field("previous_secret_expires_at")
-    enabled_field = Destination._meta.get_field("enabled")
-    account_id = account_field.to_python(rows[0][0])
+    fields = [Destination._meta.get_field(name) for name in _DESTINATION_FIELDS]
     # As the ORM loads a row (from_db), the fields not selected deferred.
     destinations = [
         Destination.from_db(
             DEFAULT_DB_ALIAS,
-            _DESTINATION_FIELDS,
-            (
-                destination_id,
-                account_id,
-                url,
-                method,
-                headers_field.from_db_value(headers, None, connection),
-                secret,
-                previous_secret,
-                _aware(expires_field.to_python(expires)),
-                failures,
-                enabled_field.to_python(enabled),
-                disabled_reason,
-                auth_field.from_db_value(auth, None, connection),
-                auth_secret,
-            ),
+            [field.attname for field in fields],
+            [_column_value(field, value) for field, value in zip(fields, row[2:], strict=True)],
         )
-        for (
-            _,
-            _,
-            destination_id,
-            url,
-            method,
-            headers,
-            secret,
-            previous_secret,
-            expires,
-            failures,
-            enabled,
-            disabled_reason,
-            auth,
-            auth_secret,
-        ) in rows
-        if destination_id is not None
+        for row in rows
+        if row[2] is not None
     ]
+    account_id = Destination._meta.get_field("account").to_python(rows[0][0])
     return IngestTarget(account_id=account_id, rate_limit=rows[0][1], destinations=destinations)
 
 
@@ -388,3 +368,13 @@ def dashboard_get(*, now: datetime) -> Dashboard:
         backlog=backlog,
         oldest_pending_created_at=oldest_pending_created_at,
     )
+
+
+def circuits_by_state() -> dict[str, int]:
+    """How many destinations' circuits are open and half-open now (one query, on a partial index)."""
+    rows = (
+        Destination.objects.exclude(circuit_state=CircuitState.CLOSED)
+        .values_list("circuit_state")
+        .annotate(count=Count("pk"))
+    )
+    return {**dict.fromkeys([CircuitState.OPEN, CircuitState.HALF_OPEN], 0), **dict(rows)}

@@ -72,7 +72,8 @@ def test_resume_enables_the_destination_and_sends_its_paused_deliveries(admin_cl
     )
     shown = run_action(admin_client, "resume", destination)
     assert shown == [
-        f"POST {receiver.url}/in resumed: 1 paused deliveries made pending, 1 sent (1 succeeded), 0 pending."
+        f"POST {receiver.url}/in resumed: 1 paused or held deliveries made due, "
+        "1 sent (1 succeeded), 0 pending."
     ]
     destination.refresh_from_db()
     assert (destination.enabled, destination.disabled_reason) == (True, "")

@@ -61,10 +61,12 @@ def test_create_returns_the_destination(api_client):
         "auth",
         "enabled",
         "disabled_reason",
+        "circuit",
         "signing_secret",
         "created_at",
         "updated_at",
     }
+    assert body["circuit"] == {"state": "closed", "consecutive_failures": 0, "next_probe_at": None}
     assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", body["signing_secret"])
     assert body["account"] == str(account.account_id)
     assert body["headers"] == SEED_HEADERS

@@ -1,10 +1,11 @@
-"""The alert hook: a WARNING line when a delivery fails for good, when a destination's attempts
-have failed DATAPUSHER_ALERT_AFTER_FAILURES times in a row (once, on reaching it; a success starts
-the count again), and when a receiver turns its destination off (410 Gone, `webhook-delivery:
-disable`). With DATAPUSHER_ALERT_URL set, each alert is also POSTed there as JSON, by one
-background thread per process through server.http (its timeouts and address guard): a sender only
-queues it, a full queue drops it with a warning, and a notification that fails is logged, never
-raised. Neither the lines nor the notifications hold a URL, a header value or a secret.
+"""The alert hook: a WARNING line when a delivery fails for good, when a destination's attempts have
+failed DATAPUSHER_ALERT_AFTER_FAILURES times in a row (once, on reaching it; a success starts the
+count again), when its circuit opens, and when it is turned off (410 Gone, `webhook-delivery:
+disable`, or a circuit open for DATAPUSHER_DISABLE_AFTER). With DATAPUSHER_ALERT_URL set, each alert
+is also POSTed there as JSON, by one background thread per process through server.http (its timeouts
+and address guard): a sender only queues it, a full queue drops it with a warning, and a
+notification that fails is logged, never raised. Neither the lines nor the notifications hold a URL,
+a header value or a secret.
 """
 
 import json
@@ -13,22 +14,20 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from datapusher.logs import request_id_bound
-from destinations.models import Destination
 from server import http
 from server.models import Delivery
 
 DELIVERY_FAILED = "delivery_failed"
 DESTINATION_FAILING = "destination_failing"
 DESTINATION_DISABLED = "destination_disabled"
+CIRCUIT_OPENED = "circuit_opened"
 ERROR_EXCERPT_CHARS = 500
 # Notifications waiting to be POSTed per process; more are dropped, each with a warning.
 NOTIFICATION_QUEUE_SIZE = 100
@@ -76,59 +75,45 @@ def delivery_failed_alert(*, delivery: Delivery) -> None:
 
 
 def destination_disabled_alert(*, delivery: Delivery, reason: str) -> None:
-    """Alert that the answer to `delivery` (with its event) turned its destination off: 410 Gone or
-    the `webhook-delivery: disable` header. Its deliveries are paused until it is resumed."""
+    """Alert that the answer to `delivery` (with its event) turned its destination off: 410 Gone,
+    the `webhook-delivery: disable` header, or a probe failing after DATAPUSHER_DISABLE_AFTER of
+    open circuit. Its deliveries are paused until it is resumed."""
     _alert(
         kind=DESTINATION_DISABLED,
-        message="destination disabled by its receiver",
+        message="destination disabled",
         fields={**_delivery_fields(delivery), "status_code": delivery.last_status_code, "reason": reason},
     )
 
 
-def destination_failures_count(*, attempts: Sequence[tuple[Delivery, bool]]) -> None:
-    """Count attempts (delivery, succeeded) on their destinations' consecutive_failures: a success
-    resets it, failures add to it, with UPDATEs relative to what is stored, so concurrent senders
-    add up. The sender whose failures take a count to DATAPUSHER_ALERT_AFTER_FAILURES alerts, once.
-    A destination that both succeeded and failed here counts as answering. Never raises: a count
-    that could not be written is logged."""
-    succeeded = {delivery.destination_id for delivery, ok in attempts if ok}
-    # Only counts that were not 0 when the destination was read are reset: a failure counted since
-    # by another sender happened alongside this success, and may as well count as after it.
-    to_reset = {
-        delivery.destination_id
-        for delivery, ok in attempts
-        if ok and getattr(delivery.destination, "consecutive_failures", 0)  # None: deleted meanwhile
-    }
-    failed: dict[int, list[Delivery]] = {}
-    for delivery, ok in attempts:
-        if not ok and delivery.destination_id not in succeeded:
-            failed.setdefault(delivery.destination_id, []).append(delivery)
-    threshold = settings.DATAPUSHER_ALERT_AFTER_FAILURES
-    try:
-        if to_reset:
-            Destination.objects.filter(pk__in=to_reset, consecutive_failures__gt=0).update(
-                consecutive_failures=0
-            )
-        for destination_id, deliveries in failed.items():
-            stored = Destination.objects.filter(pk=destination_id)
-            with transaction.atomic():  # the UPDATE's row lock holds until the count is read back
-                if not stored.update(consecutive_failures=F("consecutive_failures") + len(deliveries)):
-                    continue  # deleted meanwhile
-                count = stored.values_list("consecutive_failures", flat=True).get()
-            if count - len(deliveries) < threshold <= count:
-                last = deliveries[-1]
-                _alert(
-                    kind=DESTINATION_FAILING,
-                    message="destination keeps failing",
-                    fields={
-                        **_delivery_fields(last),
-                        "consecutive_failures": count,
-                        "status_code": last.last_status_code,
-                        "error": _error_excerpt(last.error),
-                    },
-                )
-    except DatabaseError as err:
-        logger.warning("destination failure counts not updated: %s", type(err).__name__)
+def destination_failing_alert(*, delivery: Delivery, consecutive_failures: int) -> None:
+    """Alert that `delivery`'s failure (with its event) took its destination's retryable failures in
+    a row to DATAPUSHER_ALERT_AFTER_FAILURES (server/services/breaker.py counts them)."""
+    _alert(
+        kind=DESTINATION_FAILING,
+        message="destination keeps failing",
+        fields={
+            **_delivery_fields(delivery),
+            "consecutive_failures": consecutive_failures,
+            "status_code": delivery.last_status_code,
+            "error": _error_excerpt(delivery.error),
+        },
+    )
+
+
+def circuit_opened_alert(*, delivery: Delivery, consecutive_failures: int, next_probe_at: datetime) -> None:
+    """Alert that `delivery`'s failure opened its destination's circuit: its deliveries are held
+    back until a probe at `next_probe_at` is answered."""
+    _alert(
+        kind=CIRCUIT_OPENED,
+        message="destination circuit opened",
+        fields={
+            **_delivery_fields(delivery),
+            "consecutive_failures": consecutive_failures,
+            "next_probe_at": next_probe_at.isoformat(),
+            "status_code": delivery.last_status_code,
+            "error": _error_excerpt(delivery.error),
+        },
+    )
 
 
 class _Notifier:

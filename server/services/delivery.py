@@ -30,13 +30,13 @@ from django.utils import timezone
 
 from datapusher.logs import request_id_bound
 from datapusher.sql import db_value, rows_insert, rows_update
-from destinations.models import Destination
+from destinations.models import CircuitState, Destination
 from destinations.services import destination_disable
 from destinations.signing import signature
 from server import broker, http, metrics
 from server.models import Attempt, Delivery, Event
 from server.payload import payload_loads
-from server.services import alerts
+from server.services import alerts, breaker
 from server.services.credentials import Authorizer, authorizer_for
 from server.services.dispatch import deliveries_hand_over
 
@@ -139,13 +139,18 @@ def event_payloads(*, events: Iterable[Event]) -> dict[Any, Payload]:
     return {event.event_id: (event.body.encode(), None) for event in events}
 
 
-def send_blocked(*, destination: Destination) -> str | None:
+def send_blocked(*, destination: Destination, now: datetime) -> breaker.Held | None:
     """The one place that decides whether a destination may be sent to now: None if it may, else
-    why not (its deliveries are then kept as `paused`, with that reason, and nothing is sent)."""
+    why not and how its deliveries are kept: `paused` while it is disabled, `pending` while its
+    circuit is open (nothing is sent, no attempt is spent). A circuit whose probe is due lets the
+    sender try to claim the probe (breaker.probes_claim)."""
     if not destination.enabled:
         reason = destination.disabled_reason
-        return f"the destination is disabled ({reason})" if reason else "the destination is disabled"
-    return None
+        return breaker.Held(
+            reason=f"the destination is disabled ({reason})" if reason else "the destination is disabled",
+            status=Delivery.Status.PAUSED,
+        )
+    return breaker.circuit_held(destination=destination, now=now)
 
 
 def payload_needs_data(*, destinations: Iterable[Any]) -> bool:
@@ -418,6 +423,8 @@ class _Change:
     counted: bool = True
     # Why the answer turns the destination off (http.OutboundResponse.disables), else None.
     disables: str | None = None
+    # A retryable failure that counts towards opening the circuit (not one put off by Retry-After).
+    breaker_failure: bool = False
 
     @property
     def batched(self) -> bool:
@@ -429,10 +436,14 @@ def _clean_text(text: str) -> str:
     return text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
 
 
-def _outcome(*, delivery: Delivery, result: SendResult, retries: bool, reauthorize: bool) -> _Change:
+def _outcome(
+    *, delivery: Delivery, result: SendResult, retries: bool, reauthorize: bool, probe: bool
+) -> _Change:
     """The delivery's fields after this attempt. A retryable failure with `retries` and tries left
     stays pending, due after the retry schedule's wait; with `reauthorize`, a 401 to an access token
-    stays pending, to be sent again at once (REAUTHORIZED)."""
+    stays pending, to be sent again at once (REAUTHORIZED). A circuit's `probe` failing is held back
+    again with the rest, no attempt of the schedule spent: a dead receiver's probes never use up a
+    delivery's tries."""
     outcome, started, duration = result
     retry_after, throttled, disables = None, False, None
     if isinstance(outcome, http.OutboundResponse):
@@ -451,8 +462,12 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool, reauthori
     reauthorize = (
         reauthorize and status_code == 401 and not disables and delivery.destination.auth_fetches_token
     )
+    probe_failed = probe and not succeeded and outcome.retryable
     if reauthorize:
         error, delay = REAUTHORIZED, REAUTHORIZE_DELAY.total_seconds()
+    elif probe_failed:
+        now = timezone.now()
+        delay = (breaker.held_until(destination=delivery.destination, now=now) - now).total_seconds()
     elif not succeeded and retries and outcome.retryable:
         if throttled:
             delay = retry_after_delay(retry_after=retry_after)
@@ -471,8 +486,8 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool, reauthori
     else:
         status = Delivery.Status.PENDING
     # Put off by a 429/503's Retry-After, it spends no attempt of the schedule: the wait is the
-    # receiver's. (Failed or paused instead, the attempt counts as any other.)
-    counted = not (throttled and status == Delivery.Status.PENDING)
+    # receiver's; nor does a failed probe. (Failed or paused instead, the attempt counts as any other.)
+    counted = not ((throttled or probe_failed) and status == Delivery.Status.PENDING)
     fields = {
         "status": status,
         "last_status_code": status_code,
@@ -500,6 +515,7 @@ def _outcome(*, delivery: Delivery, result: SendResult, retries: bool, reauthori
         reauthorize=reauthorize,
         counted=counted,
         disables=disables,
+        breaker_failure=not succeeded and outcome.retryable and not throttled,
     )
 
 
@@ -516,26 +532,36 @@ def _not_started(now: datetime) -> _Change:
     return _Change(fields=fields, attempt=None)
 
 
-def _paused(reason: str) -> _Change:
-    fields = {"status": Delivery.Status.PAUSED, "next_attempt_at": None, "error": reason}
+def _held(held: breaker.Held) -> _Change:
+    fields = {"status": held.status, "next_attempt_at": held.until, "error": held.reason}
     return _Change(fields=fields, attempt=None)
 
 
 def _deliveries_attempt(
-    *, deliveries: Sequence[Delivery], payloads: Mapping[Any, Payload], reauthorize: bool
+    *, deliveries: Sequence[Delivery], payloads: Mapping[Any, Payload], reauthorize: bool, probes: set[int]
 ) -> list[_Change]:
     """Attempt each delivery (all with their destination) once, at once, within this process's
     limits; returns what each outcome changes, for _deliveries_record. Touches no database.
 
     With a broker, a retryable failure stays pending until its next try (the dispatcher sends it
     then). A delivery the limits did not let start stays pending, with no attempt spent. One whose
-    destination may not be sent to now (send_blocked) is paused, with nothing sent.
+    destination may not be sent to now (send_blocked) is held as that says, with nothing sent; so
+    is one whose circuit's probe is due but is not of `probes` (the pks this sender sends as probes).
     """
     if not deliveries:
         return []
     retries = broker.configured()
-    blocked = [send_blocked(destination=d.destination) for d in deliveries]
-    to_send = [d for d, reason in zip(deliveries, blocked, strict=True) if reason is None]
+    now = timezone.now()
+    blocked = []
+    for delivery in deliveries:
+        if delivery.pk in probes:  # checked when claimed
+            held = None
+        else:
+            held = send_blocked(destination=delivery.destination, now=now)
+            if held is None and delivery.destination.circuit_state != CircuitState.CLOSED:
+                held = breaker.probe_held(destination=delivery.destination, now=now)
+        blocked.append(held)
+    to_send = [d for d, held in zip(deliveries, blocked, strict=True) if held is None]
     results = iter(
         _fan_out(
             [
@@ -546,15 +572,21 @@ def _deliveries_attempt(
     )
     now = timezone.now()
     changes = []
-    for delivery, reason in zip(deliveries, blocked, strict=True):
-        if reason is not None:
-            changes.append(_paused(reason))
+    for delivery, held in zip(deliveries, blocked, strict=True):
+        if held is not None:
+            changes.append(_held(held))
             continue
         result = next(results)
         changes.append(
             _not_started(now)
             if result is None
-            else _outcome(delivery=delivery, result=result, retries=retries, reauthorize=reauthorize)
+            else _outcome(
+                delivery=delivery,
+                result=result,
+                retries=retries,
+                reauthorize=reauthorize,
+                probe=delivery.pk in probes,
+            )
         )
     return changes
 
@@ -634,7 +666,15 @@ def deliveries_send(
     those a destination answered 401 with an access token are then sent once more (a new lease),
     with a new one."""
     _leases_extend_for_token_fetches(deliveries=deliveries, lease_id=lease_id)
-    changes = _deliveries_attempt(deliveries=deliveries, payloads=payloads, reauthorize=reauthorize)
+    now = timezone.now()
+    probes = breaker.probes_claim(
+        deliveries=[d for d in deliveries if send_blocked(destination=d.destination, now=now) is None],
+        now=now,
+        lease_until=now + lease_duration(fetches_token=True),
+    )
+    changes = _deliveries_attempt(
+        deliveries=deliveries, payloads=payloads, reauthorize=reauthorize, probes=probes
+    )
     if not deliveries and processed is None:
         return
     with transaction.atomic():
@@ -647,7 +687,7 @@ def deliveries_send(
                 fields=["processed_at"],
                 rows=[(processed.pk, processed.processed_at)],
             )
-    _attempts_report(deliveries=deliveries, changes=changes, taken_over=taken_over)
+    _attempts_report(deliveries=deliveries, changes=changes, taken_over=taken_over, probes=probes)
     _receiver_control(deliveries=deliveries, changes=changes)
     deliveries_settle_paused(
         deliveries=[d for d in deliveries if d.status == Delivery.Status.PAUSED and d not in taken_over]
@@ -661,19 +701,24 @@ def deliveries_send(
 
 
 def _destinations_reread(*, deliveries: Sequence[Delivery]) -> list[Delivery]:
-    """Those of `deliveries` whose destination still exists, its enabled and disabled_reason read
-    again (in memory): one disabled since their first send, by this send's answers or anyone, is
-    paused by send_blocked instead of sent once more."""
+    """Those of `deliveries` whose destination still exists, its state (_REREAD) read again (in
+    memory): one disabled, or whose circuit opened, since their first send, by this send's answers
+    or anyone, is held by send_blocked instead of sent once more."""
     stored = {
-        pk: (enabled, reason)
-        for pk, enabled, reason in Destination.objects.filter(
-            pk__in={d.destination_id for d in deliveries}
-        ).values_list("pk", "enabled", "disabled_reason")
+        row["pk"]: row
+        for row in Destination.objects.filter(pk__in={d.destination_id for d in deliveries}).values(
+            "pk", *_REREAD
+        )
     }
     kept = [d for d in deliveries if d.destination_id in stored]
     for delivery in kept:
-        delivery.destination.enabled, delivery.destination.disabled_reason = stored[delivery.destination_id]
+        for name in _REREAD:
+            setattr(delivery.destination, name, stored[delivery.destination_id][name])
     return kept
+
+
+# What a destination may have had changed by a send's answers, or by anyone, since it was read.
+_REREAD = ("enabled", "disabled_reason", "consecutive_failures", "circuit_state", "next_probe_at")
 
 
 def deliveries_settle_paused(*, deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -731,13 +776,20 @@ ERROR_LOG_CHARS = 200
 
 
 def _attempts_report(
-    *, deliveries: Sequence[Delivery], changes: Sequence[_Change], taken_over: Sequence[Delivery]
+    *,
+    deliveries: Sequence[Delivery],
+    changes: Sequence[_Change],
+    taken_over: Sequence[Delivery],
+    probes: set[int],
 ) -> None:
     """One INFO line per recorded attempt; the alert hook for deliveries that failed for good (this
-    attempt's outcome written) and for destinations that keep failing."""
-    counted = []
+    attempt's outcome written); the attempts counted by the circuit breaker (a probe not sent after
+    all is given back)."""
+    counted, unsent_probes = [], []
     for delivery, change in zip(deliveries, changes, strict=True):
         if change.attempt is None:
+            if delivery.pk in probes:
+                unsent_probes.append(delivery)
             continue
         status = change.fields["status"]
         logger.info(
@@ -756,8 +808,16 @@ def _attempts_report(
         )
         if status == Delivery.Status.FAILED and delivery not in taken_over:
             alerts.delivery_failed_alert(delivery=delivery)
-        counted.append((delivery, status == Delivery.Status.SUCCEEDED))
-    alerts.destination_failures_count(attempts=counted)
+        counted.append(
+            breaker.Counted(
+                delivery=delivery,
+                succeeded=status == Delivery.Status.SUCCEEDED,
+                failed=change.breaker_failure,
+                probe=delivery.pk in probes,
+            )
+        )
+    breaker.probes_release(deliveries=unsent_probes)
+    breaker.attempts_count(attempts=counted)
 
 
 def _outcome_write(*, delivery: Delivery, change: _Change, lease_id: uuid.UUID, now: datetime) -> bool:

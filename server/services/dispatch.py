@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from server import broker
 from server.models import Delivery, DispatcherHeartbeat
+from server.services.breaker import probes_schedule
 
 # /readyz reports the dispatcher stale when its newest heartbeat is older than this many rounds (and
 # never sooner than HEARTBEAT_STALE_MIN: a round with a backlog takes up to two broker bounds).
@@ -86,9 +87,11 @@ def _lost_before(now: datetime) -> datetime:
 
 def deliveries_dispatch(*, limit: int) -> int:
     """Publish up to `limit` due pending deliveries that no worker has: never handed over, handed
-    over but lost, or abandoned by a sender whose lease ran out (a killed worker or web process).
-    Returns how many were published; safe to run in several processes at once."""
+    over but lost, or abandoned by a sender whose lease ran out (a killed worker or web process),
+    and for each circuit whose probe is due, one it held back (breaker.probes_schedule). Returns how
+    many were published; safe to run in several processes at once."""
     now = timezone.now()
+    probes_schedule(now=now, limit=limit)
     abandoned = Q(lease_id__isnull=False, lease_expires_at__lt=now)
     to_hand_over = Q(lease_id__isnull=True) & (
         Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=_lost_before(now))

@@ -66,8 +66,9 @@ def _event_store(
     )
     deliveries = []
     for d in target.destinations:
-        # A destination that may not be sent to now gets its delivery kept, paused, never leased.
-        blocked = send_blocked(destination=d)
+        # A destination that may not be sent to now gets its delivery kept as send_blocked says
+        # (paused, or pending for later), never leased.
+        held = send_blocked(destination=d, now=now)
         deliveries.append(
             Delivery(
                 event=event,
@@ -76,18 +77,18 @@ def _event_store(
                 http_method=d.http_method,
                 created_at=now,
                 updated_at=now,
-                next_attempt_at=now if blocked is None else None,
-                lease_id=None if blocked else lease_id,
-                lease_expires_at=None if blocked else lease_expires_at,
-                status=Delivery.Status.PENDING if blocked is None else Delivery.Status.PAUSED,
-                error=blocked or "",
+                next_attempt_at=now if held is None else held.until,
+                lease_id=None if held else lease_id,
+                lease_expires_at=None if held else lease_expires_at,
+                status=Delivery.Status.PENDING if held is None else held.status,
+                error="" if held is None else held.reason,
             )
         )
     with transaction.atomic():
         objects_insert(objs=[event])
         objects_insert(objs=deliveries)
         if lease_id is None:
-            to_send = [d.pk for d in deliveries if d.status == Delivery.Status.PENDING]
+            to_send = [d.pk for d in deliveries if d.next_attempt_at == now]
             transaction.on_commit(partial(deliveries_hand_over, delivery_pks=to_send))
     return event, deliveries
 
@@ -153,7 +154,7 @@ def _event_ingest(
     paused = [d for d in deliveries if d.status == Delivery.Status.PAUSED]
     if not queued:
         deliveries_send(
-            deliveries=[d for d in deliveries if d.status == Delivery.Status.PENDING],
+            deliveries=[d for d in deliveries if d.lease_id is not None],
             lease_id=lease_id,
             payloads={event.event_id: (body, data)},
             processed=event,

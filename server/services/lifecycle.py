@@ -12,6 +12,7 @@ from django.utils import timezone
 from destinations.models import Destination
 from server import broker
 from server.models import Delivery
+from server.services.breaker import circuits_close
 from server.services.delivery import unleased
 from server.services.dispatch import deliveries_hand_over
 from server.services.log import deliveries_resend
@@ -22,9 +23,9 @@ DESTINATION_DELETED = "destination deleted"
 
 @dataclass(frozen=True)
 class Resumed:
-    """What destination_resume did: how many paused deliveries it made pending again, how many of
-    the backlog were sent in the request (sync mode) and succeeded, and how many are left pending
-    (for the workers in queue mode; for the next resume in sync mode)."""
+    """What destination_resume did: how many paused deliveries, or held back by an open circuit, it made
+    pending and due again, how many of the backlog were sent in the request (sync mode) and succeeded, and how
+    many are left pending (for the workers in queue mode; for the next resume in sync mode)."""
 
     resumed: int
     sent: int
@@ -34,11 +35,11 @@ class Resumed:
 
 
 def destination_resume(*, destination: Destination, by: AbstractBaseUser | None = None) -> Resumed:
-    """Enable the destination (clearing disabled_reason), then make its paused deliveries pending,
-    due in the order they were created. With a broker they are handed to the workers, oldest first;
-    without one the backlog (also what an earlier resume left pending) is sent from here, oldest
-    first, within the bounds of the admin's resend (DATAPUSHER_ADMIN_ACTION_SECONDS), the rest left
-    pending. Returns the counts."""
+    """Enable the destination (clearing disabled_reason) and close its circuit, then make its paused
+    deliveries, and those the circuit held back, pending and due in the order they were created. With a broker
+    they are handed to the workers, oldest first; without one the backlog (also what an earlier resume left
+    pending) is sent from here, oldest first, within the bounds of the admin's resend
+    (DATAPUSHER_ADMIN_ACTION_SECONDS), the rest left pending. Returns the counts."""
     now = timezone.now()
     # Enabled before the backlog is read: a delivery paused meanwhile is settled by its pauser
     # (server.services.delivery.deliveries_settle_paused), which then reads the destination enabled.
@@ -46,8 +47,10 @@ def destination_resume(*, destination: Destination, by: AbstractBaseUser | None 
         enabled=True, disabled_reason="", updated_at=now, updated_by=by
     )
     destination.refresh_from_db()
+    held = circuits_close(destination_ids=[destination.pk])
+    destination.refresh_from_db()
     backlog = Delivery.objects.filter(destination=destination)
-    resumed = backlog.filter(status=Delivery.Status.PAUSED).update(
+    resumed = held + backlog.filter(status=Delivery.Status.PAUSED).update(
         status=Delivery.Status.PENDING, error="", next_attempt_at=F("created_at"), updated_at=now
     )
     waiting = backlog.filter(unleased(now=now), status=Delivery.Status.PENDING).order_by("pk")

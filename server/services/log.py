@@ -9,6 +9,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from destinations.auth import AuthType
 from server import broker
@@ -151,9 +152,9 @@ def delivery_retry(*, delivery: Delivery) -> Delivery:
     DestinationDisabled when it is disabled (a paused delivery is sent by resuming it), and
     DeliveryBusy when someone is sending it right now."""
     if delivery.destination is not None:
-        reason = send_blocked(destination=delivery.destination)
-        if reason is not None:
-            raise DestinationDisabled(destination_id=delivery.destination_id, reason=reason)
+        held = send_blocked(destination=delivery.destination, now=timezone.now())
+        if held is not None and held.status == Delivery.Status.PAUSED:
+            raise DestinationDisabled(destination_id=delivery.destination_id, reason=held.reason)
     sent = deliveries_redeliver(deliveries=Delivery.objects.filter(pk=delivery.pk))
     if sent:
         return sent[0]

@@ -3,11 +3,9 @@ DATAPUSHER_ALERT_AFTER_FAILURES failed attempts in a row, and the JSON notificat
 DATAPUSHER_ALERT_URL in the background — through server.http, bounded, never failing a delivery."""
 
 import json
-import threading
 from datetime import datetime
 
 import pytest
-from django.db import OperationalError, connection
 
 from datapusher import __version__
 from destinations.models import Destination
@@ -15,7 +13,7 @@ from destinations.tests.factories import DestinationFactory
 from server.models import Delivery
 from server.services import alerts
 from server.tests.conftest import wait_until
-from server.tests.helpers import ingest, pending_delivery
+from server.tests.helpers import ingest
 
 pytestmark = pytest.mark.django_db
 ALERTS = "server.services.alerts"
@@ -101,54 +99,6 @@ def test_a_retrying_failure_counts_but_does_not_alert_as_failed_for_good(
     assert Delivery.objects.get().status == "pending"
     assert Destination.objects.get().consecutive_failures == 1
     assert _warnings(json_log) == []
-
-
-@pytest.mark.django_db(transaction=True)  # each thread commits on its own connection
-def test_concurrent_failures_are_all_counted_and_alert_once(settings, caplog):
-    """Eight senders counting a failure each at once: the count is 8, one of them alerts (at 4)."""
-    settings.DATAPUSHER_ALERT_AFTER_FAILURES = 4
-    destination = DestinationFactory()
-    deliveries = [pending_delivery() for _ in range(8)]
-    for delivery in deliveries:
-        delivery.destination = destination
-    start = threading.Barrier(8)
-
-    def count(delivery):
-        start.wait()
-        try:
-            alerts.destination_failures_count(attempts=[(delivery, False)])
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=count, args=(d,)) for d in deliveries]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert Destination.objects.get(pk=destination.pk).consecutive_failures == 8
-    alerted = [
-        r for r in caplog.records if r.name == ALERTS and r.getMessage() == "destination keeps failing"
-    ]
-    assert [r.consecutive_failures for r in alerted] == [4]
-
-
-def test_a_count_that_cannot_be_written_fails_nothing(client, receiver, json_log, monkeypatch):
-    """The database refuses the count's UPDATE: the ingest still answers 200 with the delivery's
-    outcome, recorded, and the count's failure is a WARNING."""
-
-    class Unavailable:
-        class objects:
-            @staticmethod
-            def filter(**_):
-                raise OperationalError("database is locked")
-
-    monkeypatch.setattr(alerts, "Destination", Unavailable)
-    receiver.respond = lambda handler: _answer(handler, 500)
-    destination = DestinationFactory(url=f"{receiver.url}/in")
-    response = ingest(client, destination.account)
-    assert (response.status_code, response.json()["deliveries"][0]["status"]) == (200, "failed")
-    assert Delivery.objects.get().status == "failed"
-    assert ("destination failure counts not updated: OperationalError", None) in _warnings(json_log)
 
 
 def test_the_notification_reaches_the_alert_url(client, receiver, settings, notifier):

@@ -82,7 +82,7 @@ def test_410_gone_disables_the_destination_and_alerts(client, destination, recei
         {
             "level": "WARNING",
             "logger": ALERTS,
-            "message": "destination disabled by its receiver",
+            "message": "destination disabled",
             "request_id": delivery.event.request_id,
             "alert": "destination_disabled",
             "account_id": str(destination.account_id),
