@@ -32,15 +32,6 @@ def destination(receiver):
     return DestinationFactory(account=AccountFactory(), url=f"{receiver.url}/in", headers={})
 
 
-@pytest.fixture
-def broker(settings, published):
-    """A configured broker (never reached: what is published is recorded), a retry schedule of 2."""
-    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
-    settings.DATAPUSHER_RETRY_SCHEDULE = [5, 300]
-    settings.DATAPUSHER_RETRY_JITTER = 0
-    return published
-
-
 def recover_url(destination) -> str:
     return f"/api/destinations/{destination.id}/recover/"
 
