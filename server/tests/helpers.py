@@ -83,6 +83,15 @@ def a_delivery(destination, *, status="failed", at=None, external_id=None, **fie
     )
 
 
+def run_action(admin_client, url, action, objects):
+    """Run a list action on `objects` and return the message shown after it."""
+    response = admin_client.post(
+        url, {"action": action, "_selected_action": [str(o.pk) for o in objects]}, follow=True
+    )
+    assert response.status_code == 200
+    return [str(m) for m in response.context["messages"]]
+
+
 @dataclass
 class HttpAnswer:
     status: int

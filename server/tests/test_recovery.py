@@ -18,12 +18,13 @@ from server.services.delivery import delivery_attempt_due
 from server.services.log import SKIPPED_BUSY, SKIPPED_DESTINATION_DELETED, SKIPPED_OUT_OF_TIME
 from server.services.recovery import SKIPPED_OVER_LIMIT
 from server.tests.conftest import wait_until
-from server.tests.helpers import a_delivery, answer
+from server.tests.helpers import a_delivery, answer, run_action
 
 pytestmark = pytest.mark.django_db
 
 SINCE = datetime(2026, 3, 1, tzinfo=UTC)
 UNTIL = SINCE + timedelta(days=1)
+DESTINATIONS = "/admin/destinations/destination/"
 RANGE = {"since": "2026-03-01T00:00:00Z", "until": "2026-03-02T00:00:00Z"}
 
 
@@ -367,3 +368,44 @@ def test_the_schema_documents_every_answer_of_recover_and_progress(client):
     for path in ("/api/destinations/{id}/recover/", "/api/accounts/{account_id}/recover/"):
         assert sorted(paths[path]["post"]["responses"]) == ["200", "202", "400", "401", "404", "503"]
     assert sorted(paths["/api/recoveries/{recovery_id}/"]["get"]["responses"]) == ["200", "401", "404", "503"]
+
+
+# --- the admin ----------------------------------------------------------------------------------------
+
+
+def test_the_admin_action_recovers_the_failed_deliveries_of_the_last_day(admin_client, destination, receiver):
+    """Recover on a destination: its failed deliveries of events received in the last 24 hours are sent
+    once more; the message and the recovery's page give the progress."""
+    now = timezone.now()
+    recent = a_delivery(destination, at=now - timedelta(hours=1))
+    a_delivery(destination, at=now - timedelta(hours=25))
+    a_delivery(destination, status="succeeded", at=now - timedelta(hours=2))
+    shown = run_action(admin_client, DESTINATIONS, "recover_failed", [destination])
+    summary = "1 delivery matched, 1 taken: 1 sent (1 succeeded, 0 failed), 0 pending, 0 paused; done."
+    assert len(shown) == 1
+    assert shown[0].endswith(summary)
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [str(recent.delivery_id)]
+    recovery = Recovery.objects.get()
+    assert (recovery.destination, recovery.statuses, recovery.until - recovery.since) == (
+        destination,
+        ["failed"],
+        timedelta(hours=24),
+    )
+    page = admin_client.get(f"/admin/server/recovery/{recovery.pk}/change/").content.decode()
+    assert summary in page
+    listed = admin_client.get("/admin/server/delivery/", {"recovery__recovery_id__exact": recovery.pk})
+    assert list(listed.context["cl"].result_list) == [recent]
+    assert str(recovery.pk) in admin_client.get("/admin/server/recovery/").content.decode()
+
+
+def test_without_a_broker_the_admin_recovers_one_destination_at_a_time(admin_client, receiver):
+    """Two destinations selected in sync mode: refused with a message, nothing sent or started."""
+    destinations = [DestinationFactory(url=f"{receiver.url}/in", headers={}) for _ in range(2)]
+    for destination in destinations:
+        a_delivery(destination, at=timezone.now())
+    shown = run_action(admin_client, DESTINATIONS, "recover_failed", destinations)
+    assert shown == [
+        "Nothing sent: without a broker a recovery sends from this request (for up to "
+        "DATAPUSHER_ADMIN_ACTION_SECONDS), so recover one destination at a time."
+    ]
+    assert (receiver.requests, Recovery.objects.count()) == ([], 0)
