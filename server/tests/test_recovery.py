@@ -95,6 +95,18 @@ def test_a_bad_field_is_a_400_naming_it(api_client, destination, body, field):
     assert not Recovery.objects.exists()
 
 
+def test_the_errors_say_what_to_give(api_client, destination):
+    """A date-time without a time zone, and until not after since, as docs/api.md quotes them."""
+    naive = api_client.post(recover_url(destination), {**RANGE, "since": "2026-03-01T00:00"}, format="json")
+    assert naive.json() == {"since": ["Give the time zone (Z or an offset such as +02:00)."]}
+    backwards = {"since": RANGE["until"], "until": RANGE["since"]}
+    assert api_client.post(recover_url(destination), backwards, format="json").json() == {
+        "until": ["Must be after since."]
+    }
+    unknown = api_client.post(recover_url(destination), {**RANGE, "sinse": 1}, format="json")
+    assert unknown.json() == {"sinse": ["Unknown field."]}
+
+
 def test_a_body_that_is_not_json_is_a_400(api_client, destination):
     """Not JSON at all: 400 with the parser's detail."""
     response = api_client.post(recover_url(destination), "{since", content_type="application/json")
