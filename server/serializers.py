@@ -122,7 +122,9 @@ class RecoverySerializer(serializers.Serializer):
     recovery_id = serializers.UUIDField(source="recovery.recovery_id")
     account = serializers.UUIDField(source="recovery.account_id")
     destination_id = serializers.IntegerField(
-        source="recovery.destination_id", allow_null=True, help_text="null: all the account's destinations."
+        source="recovery.destination_id",
+        allow_null=True,
+        help_text="null: all the account's destinations (or its destination was deleted since).",
     )
     since = serializers.DateTimeField(source="recovery.since")
     until = serializers.DateTimeField(source="recovery.until")

@@ -289,6 +289,25 @@ def test_queue_mode_makes_them_pending_due_as_created_and_hands_over_one_batch(
     assert rows == [("pending", d.created_at, n) for d, n in zip(deliveries, [5, 2, 2], strict=True)]
 
 
+def test_queue_mode_skips_a_delivery_being_sent_and_one_whose_destination_was_deleted(
+    api_client, destination, broker
+):
+    """The account's recovery takes the free one only; the others are counted by reason, left as they were."""
+    held, gone, free = in_range(destination, 3)
+    lease = uuid.uuid4()
+    Delivery.objects.filter(pk=held.pk).update(
+        lease_id=lease, lease_expires_at=timezone.now() + timedelta(minutes=1)
+    )
+    Delivery.objects.filter(pk=gone.pk).update(destination=None)
+    body = api_client.post(f"/api/accounts/{destination.account_id}/recover/", RANGE, format="json").json()
+    assert (body["count"], body["taken"], body["pending"]) == (3, 1, 1)
+    assert body["skipped"] == {SKIPPED_BUSY: 1, SKIPPED_DESTINATION_DELETED: 1}
+    assert broker == [free.pk]
+    rows = dict(Delivery.objects.values_list("pk", "status"))
+    assert rows == {held.pk: "failed", gone.pk: "failed", free.pk: "pending"}
+    assert Delivery.objects.get(pk=held.pk).lease_id == lease
+
+
 def test_a_queued_recoverys_failure_is_final(api_client, destination, receiver, broker):
     """A worker's 500 ends the recovered delivery failed, not due again after the retry schedule;
     once none is pending the recovery is done."""
