@@ -217,6 +217,15 @@ def published(monkeypatch) -> list[int]:
 
 
 @pytest.fixture
+def broker(settings, published):
+    """A configured broker (never reached: what is published is recorded), retries after 5 s then 300 s."""
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
+    settings.DATAPUSHER_RETRY_SCHEDULE = [5, 300]
+    settings.DATAPUSHER_RETRY_JITTER = 0
+    return published
+
+
+@pytest.fixture
 def before_update(monkeypatch):
     """install(services_module, callback): run `callback` inside that module's update service, after
     the request has read the row and before its changes are applied — as a concurrent request would."""

@@ -166,6 +166,11 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI's assets are served by the app itself, not fetched from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # A delivery's status is one enum wherever it appears; a recovery's is another.
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "server.models.Delivery.Status",
+        "RecoveryStatusEnum": ["running", "done"],
+    },
 }
 # POST /server/incoming_data is a plain Django view: a hook documents it (datapusher/schema.py).
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [

@@ -7,6 +7,7 @@ from accounts.views import AccountViewSet, MemberViewSet, MeView, SignInView, Si
 from datapusher import health
 from destinations.views import AccountDestinationList
 from server.destination_views import DestinationLifecycleViewSet
+from server.recovery_views import AccountRecoverViewSet, RecoveryViewSet
 from server.views import DeliveryViewSet, EventViewSet
 
 router = DefaultRouter()
@@ -14,6 +15,7 @@ router.register("accounts", AccountViewSet, basename="account")
 router.register("destinations", DestinationLifecycleViewSet, basename="destination")
 router.register("events", EventViewSet, basename="event")
 router.register("deliveries", DeliveryViewSet, basename="delivery")
+router.register("recoveries", RecoveryViewSet, basename="recovery")
 
 urlpatterns = [
     path("", include("server.page_urls")),  # `/` and /admin/dashboard/, before the admin's catch-all
@@ -32,6 +34,11 @@ urlpatterns = [
         "api/accounts/<str:account_id>/members/<str:user_id>/",
         MemberViewSet.as_view({"patch": "partial_update", "delete": "destroy"}),
         name="account-member",
+    ),
+    path(
+        "api/accounts/<str:account_id>/recover/",
+        AccountRecoverViewSet.as_view({"post": "recover"}),
+        name="account-recover",
     ),
     path("api/auth/token/", SignInView.as_view(), name="auth-token"),
     path("api/auth/logout/", SignOutView.as_view(), name="auth-logout"),

@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.selectors import account_administered_list, user_sees_everything
-from datapusher.serializers import HttpUrlField
+from datapusher.serializers import HttpUrlField, KnownFieldsOnly
 from destinations.addresses import url_without_credentials
 from destinations.auth import OPTIONAL_FIELDS, REQUIRED_FIELDS, SECRET_FIELD, AuthType
 from destinations.models import CircuitState, Destination
@@ -73,7 +73,7 @@ def _secret_field(**kwargs) -> serializers.CharField:
     )
 
 
-class DestinationAuthSerializer(serializers.Serializer):
+class DestinationAuthSerializer(KnownFieldsOnly, serializers.Serializer):
     """How deliveries authenticate: the type, and the fields it needs (and no others). The password,
     token and client secret are write-only: sent again whenever `auth` is."""
 
@@ -111,12 +111,6 @@ class DestinationAuthSerializer(serializers.Serializer):
         help_text="oauth2_client_credentials, optional: space-separated scopes.",
         error_messages={"invalid": 'Space-separated scopes of visible characters but " and \\ (RFC 6749).'},
     )
-
-    def to_internal_value(self, data):
-        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
     def validate(self, attrs):
         auth_type = AuthType(attrs["type"])

@@ -4,11 +4,14 @@ first, with redeliver/retry actions (docs/admin.md)."""
 import functools
 import operator
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from accounts.admin import LIST_AND_PAGE, AccountAdmin, autocomplete_filter, change_link, changelist_link
@@ -17,12 +20,17 @@ from destinations.addresses import url_without_credentials
 from destinations.admin import DestinationAdmin
 from destinations.auth import AuthType
 from destinations.models import Destination
-from server.models import Attempt, Delivery, Event
+from server import broker
+from server.models import Attempt, Delivery, Event, Recovery
+from server.selectors import RecoveryProgress, recovery_progress_get
 from server.services.ingest import AccountBusy, IngestOutcome, event_send_test
 from server.services.lifecycle import destination_delete, destination_resume
 from server.services.log import ActionClock, Resend, deliveries_resend
+from server.services.recovery import recovery_start
 
 ERROR_EXCERPT_CHARS = 60
+# The admin's recovery: the failed deliveries of the events received this long before the action.
+RECOVER_WINDOW = timedelta(hours=24)
 
 
 def _short_id(value: uuid.UUID) -> str:
@@ -77,6 +85,20 @@ def resend_message(resend: Resend) -> tuple[str, int]:
         reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(resend.skipped.items()))
         message += f" {resend.skipped.total()} skipped: {reasons}."
     return message, messages.SUCCESS if all_well and not resend.skipped else messages.WARNING
+
+
+def progress_message(progress: RecoveryProgress) -> str:
+    """A recovery's progress in a line: what it took, sent and skipped, and whether it is done."""
+    recovery = progress.recovery
+    message = (
+        f"{_plural(recovery.count, 'delivery matched', 'deliveries matched')}, {progress.taken} taken: "
+        f"{progress.sent} sent ({progress.succeeded} succeeded, {progress.failed} failed), "
+        f"{progress.pending} pending, {progress.paused} paused; {progress.status}"
+    )
+    if recovery.skipped:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(recovery.skipped.items()))
+        message += f"; skipped: {reasons}"
+    return message + "."
 
 
 def message_after_test_event(*, account: Account, outcome: IngestOutcome) -> tuple[str, int]:
@@ -294,6 +316,7 @@ class DeliveryAdmin(ResendAdmin):
         "created_at",
         "processed_at",
         "next_attempt_at",
+        "recovery",
     ]
     readonly_fields = ["account_link", "target"]
     inlines = [AttemptInline]
@@ -404,7 +427,7 @@ class DestinationConsoleAdmin(DestinationAdmin):
     """Destinations with what touches their deliveries: resuming, and deleting with the unsent ones
     (here, since `destinations` does not depend on `server`)."""
 
-    actions = ["resume", *DestinationAdmin.actions]
+    actions = ["resume", "recover_failed", *DestinationAdmin.actions]
 
     def delete_model(self, request: HttpRequest, obj: Destination) -> None:
         destination_delete(destination=obj)  # its unsent deliveries fail with it, as in the API
@@ -427,6 +450,82 @@ class DestinationConsoleAdmin(DestinationAdmin):
                 f"{resumed.sent} sent ({resumed.succeeded} succeeded), {resumed.pending} pending.",
             )
 
+    def has_recover_permission(self, request: HttpRequest) -> bool:
+        """Sending again needs the change permission on deliveries, as the log's actions do."""
+        return request.user.has_perm("server.change_delivery")
+
+    @admin.action(
+        description="Recover: send once more the failed deliveries of the last 24 hours",
+        permissions=["recover"],
+        location=LIST_AND_PAGE,
+    )
+    def recover_failed(self, request: HttpRequest, queryset) -> None:
+        destinations = list(queryset.select_related("account"))
+        if len(destinations) > 1 and not broker.configured():
+            self.message_user(
+                request,
+                "Nothing sent: without a broker a recovery sends from this request (for up to "
+                "DATAPUSHER_ADMIN_ACTION_SECONDS), so recover one destination at a time.",
+                messages.ERROR,
+            )
+            return
+        until = timezone.now()
+        for destination in destinations:
+            recovery = recovery_start(
+                account=destination.account,
+                destination=destination,
+                since=until - RECOVER_WINDOW,
+                until=until,
+                statuses=[Delivery.Status.FAILED],
+            )
+            progress = recovery_progress_get(recovery=recovery)
+            self.message_user(
+                request,
+                format_html(
+                    "{}: recovery {} — {}",
+                    destination,
+                    change_link(recovery),
+                    progress_message(progress),
+                ),
+                messages.SUCCESS if not recovery.skipped else messages.WARNING,
+            )
+
 
 admin.site.unregister(Destination)
 admin.site.register(Destination, DestinationConsoleAdmin)
+
+
+@admin.register(Recovery)
+class RecoveryAdmin(ReadOnlyAdmin):
+    """Recoveries started by the API or the destinations' action, with their progress."""
+
+    list_display = ["recovery_id", "account", "destination", "since", "until", "count", "created_at"]
+    list_select_related = ["account", "destination"]
+    ordering = ["-created_at"]
+    search_fields = ["recovery_id"]  # shows the search box; get_search_results decides
+    search_help_text = "A recovery id (exact)."
+    fields = [
+        "recovery_id",
+        "account",
+        "destination",
+        "since",
+        "until",
+        "statuses",
+        "queued",
+        "created_at",
+        "finished_at",
+        "progress",
+        "deliveries",
+    ]
+    readonly_fields = ["progress", "deliveries"]
+
+    def search_by_id(self, term):
+        return Q(recovery_id=term)
+
+    @admin.display(description="progress")
+    def progress(self, recovery: Recovery) -> str:
+        return progress_message(recovery_progress_get(recovery=recovery))
+
+    @admin.display(description="deliveries")
+    def deliveries(self, recovery: Recovery) -> str:
+        return changelist_link("server.delivery", "its deliveries", recovery__recovery_id__exact=recovery.pk)

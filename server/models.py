@@ -45,6 +45,37 @@ class Event(models.Model):
         return str(self.event_id)
 
 
+class Recovery(models.Model):
+    """A "recover a range": the deliveries of an account (or of one of its destinations) whose event
+    was received in [since, until) and whose status was one of `statuses`, each sent once more. The
+    deliveries it took point at it (Delivery.recovery); its progress is read from them."""
+
+    recovery_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.DB_CASCADE, related_name="recoveries")
+    # None: all the account's destinations (or the destination was deleted since).
+    destination = models.ForeignKey(
+        Destination, on_delete=models.DB_SET_NULL, null=True, blank=True, related_name="recoveries"
+    )
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    statuses = models.JSONField(help_text="The delivery statuses it took.")
+    count = models.PositiveIntegerField(help_text="The deliveries that matched when it started.")
+    skipped = models.JSONField(default=dict, help_text="Why matching ones were not taken: reason to count.")
+    # Sent by the workers (a broker is configured), or from the request that started it.
+    queued = models.BooleanField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set when it ended in its request (sync mode); in queue mode it ends when none of its deliveries
+    # is pending any more.
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "recoveries"
+
+    def __str__(self) -> str:
+        return str(self.recovery_id)
+
+
 class Delivery(models.Model):
     """One event sent to one destination, over one or more attempts."""
 
@@ -81,6 +112,15 @@ class Delivery(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # When it was last handed to the broker and no worker has taken it since (the dispatcher's mark).
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # The last recovery that sent it once more (NULL for nearly all: the partial index skips them).
+    recovery = models.ForeignKey(
+        Recovery,
+        on_delete=models.DB_SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+        db_index=False,  # delivery_recovery, partial
+    )
 
     class Meta:
         ordering = ["id"]
@@ -95,6 +135,8 @@ class Delivery(models.Model):
             models.Index(fields=["processed_at"], name="delivery_processed"),
             # A resume's backlog: a destination's paused deliveries, oldest first.
             models.Index(fields=["destination", "id"], condition=Q(status="paused"), name="delivery_paused"),
+            # A recovery's progress: its deliveries only.
+            models.Index(fields=["recovery"], condition=Q(recovery__isnull=False), name="delivery_recovery"),
         ]
 
     def __str__(self) -> str:

@@ -12,15 +12,14 @@ from django.db.models.functions import RowNumber, TruncHour
 from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.utils import timezone
 
+from accounts.models import Account
 from accounts.selectors import scoped
 from accounts.tokens import app_secret_token_hash
 from datapusher.sql import db_value
 from destinations.addresses import url_without_credentials
 from destinations.models import CircuitState, Destination
-from server.models import Attempt, Delivery, DispatcherHeartbeat, Event
+from server.models import Attempt, Delivery, DispatcherHeartbeat, Event, Recovery
 
-# One indexed statement as SQL: compiling it with the ORM cost more than running it (datapusher/sql.py).
-# Its destination columns come in the model's field order, which from_db below relies on.
 # The destination columns an ingest reads, in the model's field order (as from_db below takes them).
 _DESTINATION_FIELDS = (
     "id",
@@ -131,6 +130,75 @@ def delivery_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
 def delivery_detail_list(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
     """delivery_list with each delivery's attempts, for detail views."""
     return delivery_list(user=user).prefetch_related("attempts")
+
+
+def recovery_deliveries(
+    *,
+    account: Account,
+    destination: Destination | None,
+    since: datetime,
+    until: datetime,
+    statuses: list[str],
+) -> QuerySet[Delivery]:
+    """The deliveries a recovery of this range takes: the account's (or only the destination's)
+    whose event was received at or after `since` and before `until`, in one of `statuses`; oldest
+    first."""
+    deliveries = Delivery.objects.filter(
+        event__account=account,
+        event__received_at__gte=since,
+        event__received_at__lt=until,
+        status__in=statuses,
+    )
+    if destination is not None:
+        deliveries = deliveries.filter(destination=destination)
+    return deliveries.order_by("pk")
+
+
+def recovery_list(*, user: AbstractBaseUser) -> QuerySet[Recovery]:
+    """The recoveries of the accounts `user` is a member of (all for staff), newest first."""
+    return scoped(Recovery.objects.all(), user=user)
+
+
+@dataclass(frozen=True)
+class RecoveryProgress:
+    """Where a recovery is: `running` while any delivery it took is pending (queue mode), `done`
+    once none is (or, in sync mode, once its request ended). Of the deliveries it took: `sent`, those
+    attempted since it started, of which `succeeded` and `failed` ended so; `pending` and `paused`,
+    those waiting (the paused ones for their destination's resume)."""
+
+    recovery: Recovery
+    status: str
+    sent: int
+    succeeded: int
+    failed: int
+    pending: int
+    paused: int
+    finished_at: datetime | None
+
+    @property
+    def taken(self) -> int:
+        """The matching deliveries it took (the others were skipped)."""
+        return self.recovery.count - sum(self.recovery.skipped.values())
+
+
+def recovery_progress_get(*, recovery: Recovery) -> RecoveryProgress:
+    """`recovery`'s progress, from its deliveries in one aggregate statement (on the partial index
+    of the deliveries that belong to a recovery)."""
+    sent = Q(processed_at__gte=recovery.created_at)
+    counts = recovery.deliveries.aggregate(
+        sent=Count("pk", filter=sent),
+        succeeded=Count("pk", filter=sent & Q(status=Delivery.Status.SUCCEEDED)),
+        failed=Count("pk", filter=sent & Q(status=Delivery.Status.FAILED)),
+        pending=Count("pk", filter=Q(status=Delivery.Status.PENDING)),
+        paused=Count("pk", filter=Q(status=Delivery.Status.PAUSED)),
+        last_sent_at=Max("processed_at", filter=sent),
+    )
+    last_sent_at = counts.pop("last_sent_at")
+    done = recovery.finished_at is not None or counts["pending"] == 0
+    finished_at = recovery.finished_at or ((last_sent_at or recovery.created_at) if done else None)
+    return RecoveryProgress(
+        recovery=recovery, status="done" if done else "running", finished_at=finished_at, **counts
+    )
 
 
 def deliveries_pending_backlog() -> tuple[int, datetime | None]:

@@ -15,12 +15,14 @@ from accounts.models import Account, AccountMember
 from accounts.tests.factories import AccountFactory
 from destinations.models import Destination
 from destinations.tests.factories import DestinationFactory
-from server.models import Delivery, Event
+from server.models import Delivery, Event, Recovery
 
 pytestmark = pytest.mark.django_db
 
 ACTORS = ("anonymous", "outsider", "member", "admin", "staff")
 HOOK = "https://a.example.com/hook"
+# A range of event receptions that holds the world's event.
+WIDE = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
 
 
 @dataclass
@@ -29,6 +31,7 @@ class World:
     destination: Destination
     event: Event
     delivery: Delivery
+    recovery: Recovery
     member_id: int
     clients: dict[str, APIClient]
 
@@ -56,11 +59,19 @@ def world(django_user_model) -> World:
         status=Delivery.Status.FAILED,
         attempt_count=1,
     )
+    recovery = Recovery.objects.create(
+        account=account,
+        since=event.received_at,
+        until=timezone.now(),
+        statuses=["failed"],
+        count=0,
+        queued=False,
+    )
     clients = {"anonymous": APIClient()}
     for name, user in users.items():
         clients[name] = APIClient()
         clients[name].credentials(HTTP_AUTHORIZATION=f"Token {AuthToken.objects.create(user=user)[1]}")
-    return World(account, destination, event, delivery, users["member"].pk, clients)
+    return World(account, destination, event, delivery, recovery, users["member"].pk, clients)
 
 
 def _request(world: World, method: str, path: str, body: dict[str, Any] | None) -> tuple[str, str, Any]:
@@ -69,6 +80,7 @@ def _request(world: World, method: str, path: str, body: dict[str, Any] | None) 
         "D": world.destination.pk,
         "E": world.event.event_id,
         "L": world.delivery.delivery_id,
+        "R": world.recovery.recovery_id,
         "U": world.member_id,
     }
     body = {
@@ -79,7 +91,7 @@ def _request(world: World, method: str, path: str, body: dict[str, Any] | None) 
 
 
 # (method, path, body, whether a request goes out to the destination when allowed, expected status
-# per actor in ACTORS order). A..U are filled in from the world.
+# per actor in ACTORS order). A..U (and R) are filled in from the world.
 MATRIX = [
     ("GET", "/api/accounts/", None, False, (401, 200, 200, 200, 200)),
     (
@@ -135,6 +147,10 @@ MATRIX = [
     ("GET", "/api/deliveries/", None, False, (401, 200, 200, 200, 200)),
     ("GET", "/api/deliveries/{L}/", None, False, (401, 404, 200, 200, 200)),
     ("POST", "/api/deliveries/{L}/retry/", None, True, (401, 404, 200, 200, 200)),
+    ("POST", "/api/destinations/{D}/recover/", WIDE, True, (401, 404, 202, 202, 202)),
+    ("POST", "/api/accounts/{A}/recover/", WIDE, True, (401, 404, 202, 202, 202)),
+    ("POST", "/api/accounts/{A}/recover/", {**WIDE, "dry_run": True}, False, (401, 404, 200, 200, 200)),
+    ("GET", "/api/recoveries/{R}/", None, False, (401, 404, 200, 200, 200)),
     ("GET", "/api/accounts/{A}/members/", None, False, (401, 404, 200, 200, 200)),
     (
         "POST",

@@ -66,6 +66,32 @@ def pending_delivery(*, destination=None, **fields) -> Delivery:
     )
 
 
+def a_delivery(destination, *, status="failed", at=None, external_id=None, **fields) -> Delivery:
+    """A delivery of a fresh event of the destination's account, created `at` (now by default)."""
+    at = at or timezone.now()
+    event = Event.objects.create(
+        account=destination.account, body='{"a": 1}', received_at=at, external_id=external_id
+    )
+    return Delivery.objects.create(
+        event=event,
+        destination=destination,
+        url=destination.url,
+        http_method=destination.http_method,
+        status=status,
+        created_at=at,
+        **fields,
+    )
+
+
+def run_action(admin_client, url, action, objects):
+    """Run a list action on `objects` and return the message shown after it."""
+    response = admin_client.post(
+        url, {"action": action, "_selected_action": [str(o.pk) for o in objects]}, follow=True
+    )
+    assert response.status_code == 200
+    return [str(m) for m in response.context["messages"]]
+
+
 @dataclass
 class HttpAnswer:
     status: int

@@ -14,7 +14,7 @@ from destinations.tests.factories import DestinationFactory
 from server.models import Attempt, Delivery, Event
 from server.services.delivery import bulkhead
 from server.services.ingest import TEST_EVENT
-from server.tests.helpers import ingest
+from server.tests.helpers import a_delivery, ingest, run_action
 
 pytestmark = pytest.mark.django_db
 
@@ -25,36 +25,10 @@ ACCOUNTS = "/admin/accounts/account/"
 DESTINATIONS = "/admin/destinations/destination/"
 
 
-def a_delivery(destination, *, status="failed", at=None, external_id=None, **fields) -> Delivery:
-    """A delivery of a fresh event of the destination's account, created `at` (now by default)."""
-    at = at or timezone.now()
-    event = Event.objects.create(
-        account=destination.account, body='{"a": 1}', received_at=at, external_id=external_id
-    )
-    return Delivery.objects.create(
-        event=event,
-        destination=destination,
-        url=destination.url,
-        http_method=destination.http_method,
-        status=status,
-        created_at=at,
-        **fields,
-    )
-
-
 def an_attempt(delivery, *, at) -> Attempt:
     return Attempt.objects.create(
         delivery=delivery, status_code=500, duration_ms=12, started_at=at, finished_at=at, error="HTTP 500"
     )
-
-
-def run_action(admin_client, url, action, objects):
-    """Run a list action on `objects` and return the message shown after it."""
-    response = admin_client.post(
-        url, {"action": action, "_selected_action": [str(o.pk) for o in objects]}, follow=True
-    )
-    assert response.status_code == 200
-    return [str(m) for m in response.context["messages"]]
 
 
 def listed(response) -> list:

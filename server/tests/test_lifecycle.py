@@ -30,15 +30,6 @@ ALERTS = "server.services.alerts"
 
 
 @pytest.fixture
-def broker(settings, published):
-    """A configured broker (never reached: what is published is recorded), retries on."""
-    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
-    settings.DATAPUSHER_RETRY_SCHEDULE = [5, 300]
-    settings.DATAPUSHER_RETRY_JITTER = 0
-    return published
-
-
-@pytest.fixture
 def destination(receiver):
     return DestinationFactory(account=AccountFactory(), url=f"{receiver.url}/in", headers={})
 
