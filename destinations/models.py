@@ -1,6 +1,7 @@
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from accounts.models import Account, Authored
@@ -9,6 +10,12 @@ from destinations.addresses import url_without_credentials
 from destinations.auth import SECRET_FIELD, AuthType, auth_none, secret_decrypt
 from destinations.signing import generate_signing_secret
 from destinations.validators import validate_destination_address, validate_headers
+
+# A destination's rate_limit, in requests a second: at least one request every 1000 s, at most 10000 a
+# second (server/services/limits.py counts every request in its window: a bound on what it keeps).
+RATE_LIMIT_MIN = 0.001
+RATE_LIMIT_MAX = 10000
+MAX_IN_FLIGHT_MAX = 10000
 
 
 class Destination(Authored):
@@ -44,6 +51,16 @@ class Destination(Authored):
     # type's secret is in auth_secret, encrypted. Both are set only through the services.
     auth = models.JSONField(default=auth_none, editable=False)
     auth_secret = models.TextField(blank=True, default="", editable=False)
+    # What the workers send it (queue mode, server/services/limits.py): at most rate_limit requests
+    # a second and max_in_flight at once; null: no limit. Deliveries over one wait, pending.
+    rate_limit = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(RATE_LIMIT_MIN), MaxValueValidator(RATE_LIMIT_MAX)],
+    )
+    max_in_flight = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_IN_FLIGHT_MAX)]
+    )
 
     class Meta:
         ordering = ["id"]
