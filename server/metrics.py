@@ -61,7 +61,15 @@ ATTEMPT_DURATION = Histogram(
     "How long each delivery attempt took, from its start to its answer or error.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30),
 )
+DELAYED = Counter(
+    "datapusher_deliveries_delayed",
+    "Deliveries a worker put off, unsent and with no attempt spent, by the destination's limit that held "
+    "them back (rate_limit or max_in_flight).",
+    ["limit"],
+)
 # Every series exists from the start, at 0, so that rate() sees the first one.
+for _limit in ("rate_limit", "max_in_flight"):
+    DELAYED.labels(limit=_limit)
 for _outcome in {*INGEST_OUTCOMES.values(), "error"}:
     INGESTS.labels(outcome=_outcome)
 for _status in FINAL_STATUSES:
@@ -90,6 +98,11 @@ def attempts_recorded(*, attempts: Iterable[dict[str, Any]], statuses: Iterable[
     durations = [attempt["duration_ms"] / 1000 for attempt in attempts]
     finished = [status for status in statuses if status in FINAL_STATUSES]
     transaction.on_commit(partial(_count_attempts, durations=durations, finished=finished))
+
+
+def delivery_delayed(*, limit: str) -> None:
+    """Count one delivery put off by its destination's `limit` (rate_limit or max_in_flight)."""
+    DELAYED.labels(limit=limit).inc()
 
 
 def _count_attempts(*, durations: list[float], finished: list[str]) -> None:

@@ -95,6 +95,12 @@ class Delivery(models.Model):
             models.Index(fields=["processed_at"], name="delivery_processed"),
             # A resume's backlog: a destination's paused deliveries, oldest first.
             models.Index(fields=["destination", "id"], condition=Q(status="paused"), name="delivery_paused"),
+            # A destination's deliveries in flight (held under a lease), counted against its max_in_flight.
+            models.Index(
+                fields=["destination", "lease_expires_at"],
+                condition=Q(lease_id__isnull=False),
+                name="delivery_leased",
+            ),
         ]
 
     def __str__(self) -> str:
