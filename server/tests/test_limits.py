@@ -18,8 +18,10 @@ from server.services.delivery import delivery_attempt_due
 from server.services.dispatch import deliveries_dispatch
 from server.tests.conftest import wait_until
 from server.tests.helpers import pending_delivery
+from server.tests.test_metrics import change, scrape
 
 pytestmark = pytest.mark.django_db
+DELAYED = "datapusher_deliveries_delayed_total"
 
 
 def held_elsewhere(destination, *, expires_in: timedelta) -> Delivery:
@@ -137,3 +139,16 @@ def test_a_failing_rate_storage_limits_nothing(receiver, settings, silent_port, 
 def test_a_rate_is_counted_in_the_shortest_whole_window(rate, window):
     """A rate a second as whole requests in whole seconds, the window short and its count bounded."""
     assert limits.rate_window(rate) == window
+
+
+def test_each_delivery_put_off_is_counted_by_the_limit(client, receiver):
+    """datapusher_deliveries_delayed_total counts the deliveries put off, by the limit that did."""
+    by_rate = DestinationFactory(url=receiver.url, rate_limit=1)
+    by_in_flight = DestinationFactory(url=receiver.url, max_in_flight=1)
+    held_elsewhere(by_in_flight, expires_in=timedelta(seconds=60))
+    before = scrape(client)
+    for destination in (by_rate, by_rate, by_in_flight):
+        attempted(pending_delivery(destination=destination))
+    after = scrape(client)
+    assert change(before, after, DELAYED, limit="rate_limit") == 1
+    assert change(before, after, DELAYED, limit="max_in_flight") == 1
