@@ -17,7 +17,7 @@ from server.services import limits
 from server.services.delivery import delivery_attempt_due
 from server.services.dispatch import deliveries_dispatch
 from server.tests.conftest import wait_until
-from server.tests.helpers import pending_delivery
+from server.tests.helpers import ingest, pending_delivery
 from server.tests.test_metrics import change, scrape
 
 pytestmark = pytest.mark.django_db
@@ -92,6 +92,15 @@ def test_a_delivery_over_the_rate_limit_is_put_off_with_no_attempt_spent(receive
         within=timedelta(seconds=2),
     )
     assert len(receiver.requests) == 1
+
+
+def test_the_ingest_sending_itself_is_not_limited(client, receiver):
+    """Sync mode: the ingest's own send is not held back by the destination's limits."""
+    destination = DestinationFactory(url=receiver.url, max_in_flight=1, rate_limit=0.001)
+    held_elsewhere(destination, expires_in=timedelta(seconds=60))
+    for _ in range(2):
+        assert ingest(client, destination.account).json()["deliveries"][0]["status"] == "succeeded"
+    assert len(receiver.requests) == 2
 
 
 def test_a_put_off_delivery_is_published_again_once_due(receiver, published):
