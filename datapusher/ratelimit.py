@@ -1,7 +1,8 @@
 """Counters in fixed windows (the limits library), stored where DATAPUSHER_RATE_LIMIT_STORAGE says:
 in Redis when REDIS_URL is set, so that a limit holds across processes, where one check is one
 round trip (an increment that sets its own expiry, in one script); in the process's memory
-otherwise."""
+otherwise. limiter() gives the other strategies on the same storage (server/services/limits.py
+counts in moving windows)."""
 
 import functools
 import logging
@@ -11,34 +12,37 @@ import time
 
 from django.conf import settings
 from limits import RateLimitItem, RateLimitItemPerSecond, storage
-from limits.strategies import FixedWindowRateLimiter
+from limits.storage import Storage
+from limits.strategies import FixedWindowRateLimiter, RateLimiter
 from rest_framework.throttling import SimpleRateThrottle
 
 logger = logging.getLogger(__name__)
 
 # A Redis that does not answer costs a request at most this long (seconds) per check.
 STORAGE_TIMEOUT_SECONDS = 1.0
-# One limiter per storage URI and process (it keeps its connection pool), built once: threads
-# building their own at once would count in limiters then thrown away, and limits looks its storage's
-# client library up on first use, which threads doing at once fail ("… Found version: 0.0.0").
-_limiters: dict[str, FixedWindowRateLimiter] = {}
+# One storage per URI and process (it keeps its connection pool), and one limiter per strategy on it,
+# built once: threads building their own at once would count in limiters then thrown away, and limits
+# looks its storage's client library up on first use, which threads doing at once fail ("… Found
+# version: 0.0.0").
+_storages: dict[str, Storage] = {}
+_limiters: dict[tuple[str, type[RateLimiter]], RateLimiter] = {}
 _building = threading.Lock()
 
 
-def limiter(uri: str) -> FixedWindowRateLimiter:
-    """This process's limiter on the storage at `uri`."""
-    found = _limiters.get(uri)
+def limiter(uri: str, strategy: type[RateLimiter] = FixedWindowRateLimiter) -> RateLimiter:
+    """This process's limiter of `strategy` (fixed windows by default) on the storage at `uri`."""
+    found = _limiters.get((uri, strategy))
     if found is None:
         with _building:
-            found = _limiters.get(uri)
+            found = _limiters.get((uri, strategy))
             if found is None:
-                found = _limiters[uri] = FixedWindowRateLimiter(
-                    storage.storage_from_string(
+                if uri not in _storages:
+                    _storages[uri] = storage.storage_from_string(
                         uri,
                         socket_connect_timeout=STORAGE_TIMEOUT_SECONDS,
                         socket_timeout=STORAGE_TIMEOUT_SECONDS,
                     )
-                )
+                found = _limiters[(uri, strategy)] = strategy(_storages[uri])
     return found
 
 
@@ -46,6 +50,7 @@ def limiters_forget() -> None:
     """Drop this process's limiters (and per-process counters): the next check builds anew."""
     with _building:
         _limiters.clear()
+        _storages.clear()
 
 
 @functools.cache

@@ -1,6 +1,7 @@
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from accounts.models import Account, Authored
@@ -9,6 +10,12 @@ from destinations.addresses import url_without_credentials
 from destinations.auth import SECRET_FIELD, AuthType, auth_none, secret_decrypt
 from destinations.signing import generate_signing_secret
 from destinations.validators import validate_destination_address, validate_headers
+
+# A destination's rate_limit, in requests a second: at least one request every 1000 s, at most 10000 a
+# second (server/services/limits.py counts every request in its window: a bound on what it keeps).
+RATE_LIMIT_MIN = 0.001
+RATE_LIMIT_MAX = 10000
+MAX_IN_FLIGHT_MAX = 10000
 
 
 class CircuitState(models.TextChoices):
@@ -59,6 +66,16 @@ class Destination(Authored):
     circuit_opened_at = models.DateTimeField(null=True, blank=True, editable=False)
     circuit_trips = models.PositiveSmallIntegerField(default=0, editable=False)
     next_probe_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What the workers send it (queue mode, server/services/limits.py): at most rate_limit requests
+    # a second and max_in_flight at once; null: no limit. Deliveries over one wait, pending.
+    rate_limit = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(RATE_LIMIT_MIN), MaxValueValidator(RATE_LIMIT_MAX)],
+    )
+    max_in_flight = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_IN_FLIGHT_MAX)]
+    )
 
     class Meta:
         ordering = ["id"]

@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.db import models
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -49,6 +50,15 @@ class HttpMethodField(serializers.ChoiceField):
 )
 class HeadersField(serializers.JSONField):
     """Header name to string value (a JSON object), sent with every delivery."""
+
+
+class NumberField(serializers.FloatField):
+    """A JSON number or numeric string; true and false are not numbers."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class AdministeredAccountField(serializers.PrimaryKeyRelatedField):
@@ -160,6 +170,12 @@ class DestinationSerializer(serializers.ModelSerializer):
         "held back (pending, no attempt spent) until a probe succeeds."
     )
 
+    # The model's float fields (rate_limit), with their range: numbers only.
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.FloatField: NumberField,
+    }
+
     class Meta:
         model = Destination
         fields = [
@@ -170,6 +186,8 @@ class DestinationSerializer(serializers.ModelSerializer):
             "headers",
             "auth",
             "enabled",
+            "rate_limit",
+            "max_in_flight",
             "disabled_reason",
             "circuit",
             "signing_secret",
@@ -178,6 +196,18 @@ class DestinationSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "disabled_reason", "signing_secret", "created_at", "updated_at"]
         extra_kwargs = {
+            "rate_limit": {
+                "default": None,
+                "help_text": "At most this many requests a second (0.001 to 10000; 0.5 is one every 2 s); "
+                "more wait, pending, and none fails for it. Applied by the workers: to every attempt in "
+                "queue mode, only to background retries in sync mode. null: no limit (also when left out, "
+                "on PUT too).",
+            },
+            "max_in_flight": {
+                "default": None,
+                "help_text": "At most this many requests at once (1 to 10000); more wait, pending, and none "
+                "fails for it. Applied as rate_limit is. null: no limit (also when left out, on PUT too).",
+            },
             "enabled": {
                 "help_text": "false: nothing is sent to it; its new deliveries are kept as `paused` until "
                 "POST /api/destinations/{id}/resume/ sends them."

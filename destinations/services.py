@@ -20,7 +20,17 @@ from destinations.auth import (
 from destinations.models import Destination
 from destinations.signing import generate_signing_secret
 
-DESTINATION_EDITABLE_FIELDS = ("account", "url", "http_method", "headers", "auth", "auth_secret", "enabled")
+DESTINATION_EDITABLE_FIELDS = (
+    "account",
+    "url",
+    "http_method",
+    "headers",
+    "auth",
+    "auth_secret",
+    "enabled",
+    "rate_limit",
+    "max_in_flight",
+)
 
 
 def _auth_stored(*, auth: Mapping[str, str]) -> dict[str, Any]:
@@ -50,11 +60,13 @@ def destination_create(
     headers: dict[str, str],
     auth: Mapping[str, str] | None = None,
     enabled: bool = True,
+    rate_limit: float | None = None,
+    max_in_flight: int | None = None,
     by: AbstractBaseUser | None = None,
 ) -> Destination:
     """Create a destination for `account`, its `auth` secret encrypted (disabled if not `enabled`:
-    its deliveries are kept paused). Raises ValidationError on an invalid field, or on credentials
-    without DATAPUSHER_ENCRYPTION_KEYS."""
+    its deliveries are kept paused), with its limits (None: none). Raises ValidationError on an
+    invalid field, or on credentials without DATAPUSHER_ENCRYPTION_KEYS."""
     destination = Destination(
         account=account,
         url=url,
@@ -62,6 +74,8 @@ def destination_create(
         headers=headers,
         **_auth_stored(auth=auth or auth_none()),
         enabled=enabled,
+        rate_limit=rate_limit,
+        max_in_flight=max_in_flight,
         created_by=by,
         updated_by=by,
     )

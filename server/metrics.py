@@ -68,9 +68,17 @@ CIRCUITS_MOVED = Counter(
     ["to"],
 )
 CIRCUIT_MOVES = ("open", "closed", "disabled")
+DELAYED = Counter(
+    "datapusher_deliveries_delayed",
+    "Deliveries a worker put off, unsent and with no attempt spent, by the destination's limit that held "
+    "them back (rate_limit or max_in_flight).",
+    ["limit"],
+)
 # Every series exists from the start, at 0, so that rate() sees the first one.
 for _to in CIRCUIT_MOVES:
     CIRCUITS_MOVED.labels(to=_to)
+for _limit in ("rate_limit", "max_in_flight"):
+    DELAYED.labels(limit=_limit)
 for _outcome in {*INGEST_OUTCOMES.values(), "error"}:
     INGESTS.labels(outcome=_outcome)
 for _status in FINAL_STATUSES:
@@ -104,6 +112,11 @@ def attempts_recorded(*, attempts: Iterable[dict[str, Any]], statuses: Iterable[
 def circuit_moved(*, to: str) -> None:
     """Count a circuit's move to `to` (one of CIRCUIT_MOVES)."""
     CIRCUITS_MOVED.labels(to=to).inc()
+
+
+def delivery_delayed(*, limit: str) -> None:
+    """Count one delivery put off by its destination's `limit` (rate_limit or max_in_flight)."""
+    DELAYED.labels(limit=limit).inc()
 
 
 def _count_attempts(*, durations: list[float], finished: list[str]) -> None:

@@ -137,6 +137,12 @@ class Delivery(models.Model):
             models.Index(fields=["destination", "id"], condition=Q(status="paused"), name="delivery_paused"),
             # A recovery's progress: its deliveries only.
             models.Index(fields=["recovery"], condition=Q(recovery__isnull=False), name="delivery_recovery"),
+            # A destination's deliveries in flight (held under a lease), counted against its max_in_flight.
+            models.Index(
+                fields=["destination", "lease_expires_at"],
+                condition=Q(lease_id__isnull=False),
+                name="delivery_leased",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -60,6 +60,8 @@ def test_create_returns_the_destination(api_client):
         "headers",
         "auth",
         "enabled",
+        "rate_limit",
+        "max_in_flight",
         "disabled_reason",
         "circuit",
         "signing_secret",

@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                 ('until', models.DateTimeField()),
                 ('statuses', models.JSONField(help_text='The delivery statuses it took.')),
                 ('count', models.PositiveIntegerField(help_text='The deliveries that matched when it started.')),
-                ('skipped', models.JSONField(default=dict, help_text='Why matching deliveries were not taken: reason to count.')),
+                ('skipped', models.JSONField(default=dict, help_text='Why matching ones were not taken: reason to count.')),
                 ('queued', models.BooleanField()),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('finished_at', models.DateTimeField(blank=True, null=True)),

@@ -36,7 +36,7 @@ from destinations.signing import signature
 from server import broker, http, metrics
 from server.models import Attempt, Delivery, Event
 from server.payload import payload_loads
-from server.services import alerts, breaker
+from server.services import alerts, breaker, limits
 from server.services.credentials import Authorizer, authorizer_for
 from server.services.dispatch import deliveries_hand_over
 
@@ -856,7 +856,8 @@ DUE_TOLERANCE = timedelta(seconds=2)
 
 
 def delivery_attempt_due(*, delivery_pk: int) -> None:
-    """The worker's step: attempt the delivery if it is pending, due and nobody holds it.
+    """The worker's step: attempt the delivery if it is pending, due and nobody holds it, and its
+    destination's limits let it go now (else it is put off: server.services.limits).
 
     Does nothing otherwise (sent, failed for good, not due yet, or someone else's): a duplicate
     or late task is harmless, and a delivery that succeeded is never sent again by a worker.
@@ -870,7 +871,9 @@ def delivery_attempt_due(*, delivery_pk: int) -> None:
     claimed = deliveries_claim(deliveries=due, lease_id=lease_id)
     orphaned = [d for d in claimed if d.destination is None]
     _fail_orphaned(deliveries=orphaned, lease_id=lease_id)
-    sendable = [d for d in claimed if d.destination is not None]
+    sendable = limits.deliveries_admit(
+        deliveries=[d for d in claimed if d.destination is not None], lease_id=lease_id
+    )
     # Its lines carry the id of the request that ingested the event, whoever published the task.
     payloads = event_payloads(events=(d.event for d in sendable))
     with request_id_bound(claimed[0].event.request_id if claimed else None):
