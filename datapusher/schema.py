@@ -287,10 +287,15 @@ def ingest_path(result: dict, generator, request, public) -> dict:
 
 
 def destination_auth_example(result: dict, generator, request, public) -> dict:
-    """drf-spectacular postprocessing hook: `auth`'s example is `{"type": "none"}`, so that the body
-    Swagger UI's "Try it out" builds is accepted (one made of every auth field at once is not)."""
+    """drf-spectacular postprocessing hook: `auth`'s example is `{"type": "none"}`, and the limits'
+    `null` (no limit), so that the body Swagger UI's "Try it out" builds is accepted (one made of
+    every auth field at once is not, nor a rate_limit of 0)."""
     schemas = result.get("components", {}).get("schemas", {})
     for name in ("DestinationAuthRequest", "DestinationAuth"):
         if name in schemas:
             schemas[name]["example"] = {"type": "none"}
+    for name in ("DestinationRequest", "PatchedDestinationRequest"):
+        for field in ("rate_limit", "max_in_flight"):
+            if field in schemas.get(name, {}).get("properties", {}):
+                schemas[name]["properties"][field]["example"] = None
     return result

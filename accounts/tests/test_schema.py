@@ -111,12 +111,16 @@ def test_the_schemas_own_destination_example_is_accepted(schema, api_client):
         destination.headers,
         destination.enabled,
         destination.auth,
+        destination.rate_limit,
+        destination.max_in_flight,
     ) == (
         "https://example.com/",
         "GET",
         {"Authorization": "Bearer your-api-key", "X-Source": "datapusher"},
         True,
         {"type": "none"},
+        None,
+        None,
     )
 
 
