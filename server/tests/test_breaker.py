@@ -241,6 +241,20 @@ def test_resume_closes_the_circuit(api_client, client, destination, receiver):
     assert stored.circuit_state == "closed"
 
 
+def test_a_recovery_obeys_an_open_circuit(api_client, client, destination, receiver):
+    """Recovering the failed deliveries of a destination whose circuit is open sends nothing: they
+    are held back, pending, with the circuit's reason."""
+    _opened(client, destination, receiver)
+    now = timezone.now()
+    body = {"since": (now - timedelta(hours=1)).isoformat(), "until": now.isoformat(), "dry_run": False}
+    recovered = api_client.post(f"/api/destinations/{destination.pk}/recover/", body, format="json")
+    assert (recovered.status_code, recovered.json()["count"]) == (202, 3)
+    assert len(receiver.requests) == 3
+    assert {(d.status, d.error[: len(breaker.CIRCUIT_OPEN)]) for d in Delivery.objects.all()} == {
+        ("pending", breaker.CIRCUIT_OPEN)
+    }
+
+
 @pytest.mark.django_db(transaction=True)  # each thread commits on its own connection
 def test_only_one_of_concurrent_senders_sends_the_probe(concurrent_writers, breaker_settings):
     """Eight senders find the probe due at once: exactly one claims it."""

@@ -9,8 +9,10 @@ Skipped without PostgreSQL as the database or without the broker, as test_queue_
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from accounts.tests.factories import AccountFactory
 from destinations.tests.factories import DestinationFactory
@@ -53,16 +55,17 @@ def start(worker: Callable, dispatcher: Callable, **overrides: str) -> None:
     dispatcher(**overrides)
 
 
-def test_max_in_flight_holds_across_workers_and_redeliveries(
+def test_max_in_flight_holds_across_workers_redeliveries_and_a_recovery(
     client, api_client, worker, dispatcher, receiver
 ):
-    """max_in_flight=2, 30 ingests then 10 redeliveries to a receiver holding each request 0.3 s: it
-    never holds more than 2 at once (and does hold 2), and all 40 sends succeed at their first try."""
+    """max_in_flight=2, 30 ingests, then 10 redeliveries, then a recovery of all 30, to a receiver
+    holding each request 0.3 s: it never holds more than 2 at once (and does hold 2), and all 70
+    sends succeed at their first try."""
     holding = Holding(0.3)
     receiver.respond = holding
     start(worker, dispatcher)
     account = AccountFactory()
-    DestinationFactory(account=account, url=receiver.url, max_in_flight=2)
+    destination = DestinationFactory(account=account, url=receiver.url, max_in_flight=2)
     for _ in range(30):
         assert ingest(client, account).status_code == 202
     all_succeeded(30)
@@ -72,6 +75,21 @@ def test_max_in_flight_holds_across_workers_and_redeliveries(
     wait_until(lambda: len(receiver.requests) == 40, 45, f"received {len(receiver.requests)}")
     wait_until(lambda: statuses() == ["succeeded"] * 30, 10, f"deliveries: {statuses()}")
     assert Attempt.objects.count() == 40
+    now = timezone.now()
+    recovered = api_client.post(
+        f"/api/destinations/{destination.pk}/recover/",
+        {
+            "since": (now - timedelta(hours=1)).isoformat(),
+            "until": now.isoformat(),
+            "status": ["succeeded"],
+            "dry_run": False,
+        },
+        format="json",
+    )
+    assert (recovered.status_code, recovered.json()["count"]) == (202, 30)
+    wait_until(lambda: len(receiver.requests) == 70, 45, f"received {len(receiver.requests)}")
+    wait_until(lambda: statuses() == ["succeeded"] * 30, 10, f"deliveries: {statuses()}")
+    assert Attempt.objects.count() == 70
     assert holding.most == 2
 
 
