@@ -50,6 +50,10 @@ from server.tests.helpers import fenced_blocks, http_exchange
         ),
         ("DATAPUSHER_ADMIN_ACTION_MAX_DELIVERIES", "0", "DATAPUSHER_ADMIN_SEND_CONCURRENCY and"),
         ("DATAPUSHER_RETRY_AFTER_MAX", "0.5", "DATAPUSHER_RETRY_AFTER_MAX must be at least 1 (second)."),
+        ("DATAPUSHER_BREAKER_FAILURES", "-1", "DATAPUSHER_BREAKER_FAILURES must be 0 (off) or more."),
+        ("DATAPUSHER_BREAKER_COOLDOWN", "0", "DATAPUSHER_BREAKER_COOLDOWN must be above 0 and at most"),
+        ("DATAPUSHER_BREAKER_COOLDOWN", "7200", "DATAPUSHER_BREAKER_COOLDOWN must be above 0 and at most"),
+        ("DATAPUSHER_DISABLE_AFTER", "0", "DATAPUSHER_BREAKER_COOLDOWN must be above 0 and at most"),
     ],
 )
 def test_a_setting_that_cannot_work_stops_the_process(variable, value, message):
