@@ -284,11 +284,11 @@ def report(label: str, outcome: Outcome, *, failures: int, scale: float) -> list
     )
     if outcome.ingests_refused:
         print(f"    note: {outcome.ingests_refused} ingests not answered 202")
-    within = "yes" if extra <= 0 else f"no, +{extra} (in flight at the opening)"
+    within = "within" if extra <= 0 else f"+{extra} in flight"
     return [
         str(outcome.requests_down),
         f"{outcome.probes}" if outcome.opened_after is not None else "-",
-        f"{bound} {within}" if outcome.opened_after is not None else "-",
+        f"{bound}, {within}" if outcome.opened_after is not None else "-",
         f"{outcome.first:.1f} s / {outcome.first * scale / 60:.0f} min",
         f"{outcome.drain:.1f} s / {outcome.drain * scale / 60:.0f} min",
         f"{outcome.succeeded}/{outcome.deliveries}",
@@ -302,7 +302,7 @@ def report(label: str, outcome: Outcome, *, failures: int, scale: float) -> list
 ROWS = (
     "requests while down",
     "failed probes (trips - 1)",
-    "FAILURES + probes, requests within",
+    "FAILURES + failed probes: the bound",
     "first delivered after recovery (real / simulated)",
     "all delivered after recovery (real / simulated)",
     "deliveries succeeded",
@@ -378,13 +378,19 @@ def main() -> None:
                     process.stop()
     finally:
         benchlib.drop_database(DATABASE)
-    width = max(map(len, ROWS))
-    print(f"\n{'':{width}} | " + " | ".join(columns))
-    for i, row in enumerate(ROWS):
-        print(
-            f"{row:{width}} | "
-            + " | ".join(f"{column[i]:>{len(label)}}" for label, column in columns.items())
-        )
+    print()
+    table(columns)
+
+
+def table(columns: dict[str, list[str]]) -> None:
+    """Prints the ROWS with one column per run, each as wide as its widest cell."""
+    widths = [max(map(len, [label, *cells])) for label, cells in columns.items()]
+    rows = [("", list(columns))] + [
+        (row, [cells[i] for cells in columns.values()]) for i, row in enumerate(ROWS)
+    ]
+    for name, cells in rows:
+        padded = (f"{cell:>{width}}" for cell, width in zip(cells, widths, strict=True))
+        print(f"{name:{max(map(len, ROWS))}} | " + " | ".join(padded))
 
 
 if __name__ == "__main__":
