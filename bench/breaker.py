@@ -22,6 +22,7 @@ Needs PostgreSQL and Redis (the ones `.ci/run` starts). Usage:
 
 import argparse
 import contextlib
+import socket
 import statistics
 import threading
 import time
@@ -54,7 +55,7 @@ class SwitchableReceiver:
         self.answer = 200
         self.answered: Counter[int] = Counter()
         self.lock = threading.Lock()
-        self.connections: set = set()
+        self.connections: set[socket.socket] = set()
         self.server = self._listen()
 
     def _listen(self) -> benchlib._Server:
@@ -99,7 +100,7 @@ class SwitchableReceiver:
         with self.lock:
             for connection in self.connections:
                 with contextlib.suppress(OSError):
-                    connection.shutdown(2)  # SHUT_RDWR: the sender's pooled connection is dead
+                    connection.shutdown(socket.SHUT_RDWR)  # the sender's pooled connection is dead
 
     def up(self, mode: str) -> None:
         if mode == "refused":
