@@ -219,13 +219,14 @@ def drop_database(name: str = BENCH_DATABASE) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def sql(database_url: str, query: str) -> list[tuple]:
-    """Rows of a query on the app's database (PostgreSQL or SQLite)."""
+def sql(database_url: str, query: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a query on the app's database (PostgreSQL or SQLite), with `params` in the
+    database's placeholder style (%s, ?)."""
     if database_url.startswith("sqlite:///"):
         with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as conn:
-            return conn.execute(query).fetchall()
+            return conn.execute(query, params).fetchall()
     with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as conn:
-        return conn.execute(query).fetchall()
+        return conn.execute(query, params).fetchall()
 
 
 def manage(env: dict[str, str], *args: str) -> str:
