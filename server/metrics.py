@@ -63,8 +63,8 @@ ATTEMPT_DURATION = Histogram(
 )
 CIRCUITS_MOVED = Counter(
     "datapusher_circuit_transitions",
-    "Destination circuits moved by this process's senders, by the state moved to (open: opened or "
-    "reopened after a failed probe; closed; disabled: open for DATAPUSHER_DISABLE_AFTER).",
+    "Destination circuits moved by this process (its senders, its resumes), by the state moved to "
+    "(open: opened or reopened after a failed probe; closed; disabled: open for DATAPUSHER_DISABLE_AFTER).",
     ["to"],
 )
 CIRCUIT_MOVES = ("open", "closed", "disabled")

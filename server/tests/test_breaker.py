@@ -365,11 +365,18 @@ def test_metrics_count_circuits(client, destination, receiver, settings):
 
 
 def test_the_admin_shows_the_circuit(admin_client, client, destination, receiver):
-    """The destination list shows its circuit's state and failures in a row."""
+    """The destination list shows its circuit's state and failures in a row, and filters by state."""
     destination = _opened(client, destination, receiver)
     page = admin_client.get("/admin/destinations/destination/").content.decode()
     probe_at = destination.next_probe_at.isoformat(timespec="seconds")
     assert f"open, 3 failures in a row, next probe {probe_at}" in page
+    closed_one = DestinationFactory()
+    by_state = {
+        state: admin_client.get("/admin/destinations/destination/", {"circuit_state__exact": state})
+        for state in ("open", "closed")
+    }
+    assert [d.pk for d in by_state["open"].context["cl"].result_list] == [destination.pk]
+    assert [d.pk for d in by_state["closed"].context["cl"].result_list] == [closed_one.pk]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,10 +5,12 @@ The same against real worker processes and a receiver counting what it gets is i
 test_limits_integration.py.
 """
 
+import threading
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from destinations.tests.factories import DestinationFactory
@@ -161,3 +163,42 @@ def test_each_delivery_put_off_is_counted_by_the_limit(client, receiver):
     after = scrape(client)
     assert change(before, after, DELAYED, limit="rate_limit") == 1
     assert change(before, after, DELAYED, limit="max_in_flight") == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the worker's thread commits on its own connection
+def test_the_in_flight_lock_does_not_hold_up_an_ingest(concurrent_writers, client, receiver, monkeypatch):
+    """While a worker admits a delivery under its destination's row lock, an ingest to that
+    destination stores and sends its own delivery: the lock (FOR NO KEY UPDATE) does not conflict
+    with the key-share lock of the delivery's foreign key (FOR UPDATE would, and the ingest would
+    wait out lock_timeout)."""
+    destination = DestinationFactory(url=receiver.url, max_in_flight=5)
+    account = destination.account  # holds its token
+    delivery = pending_delivery(destination=destination, lease_id=uuid.uuid4())
+    locked, release = threading.Event(), threading.Event()
+
+    class Held:
+        @staticmethod
+        def now():
+            locked.set()  # called inside the admission's transaction, the row locked
+            release.wait(10)
+            return timezone.now()
+
+    monkeypatch.setattr(limits, "timezone", Held)
+
+    def admit():
+        try:
+            limits._in_flight_admit(delivery=delivery, lease_id=delivery.lease_id)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=admit)
+    worker.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        response = ingest(client, account)
+        assert (response.status_code, response.json()["deliveries"][0]["status"]) == (200, "succeeded")
+    finally:
+        release.set()
+        worker.join(10)
