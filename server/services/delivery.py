@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from datapusher.logs import request_id_bound
 from datapusher.sql import db_value, rows_insert, rows_update
-from destinations.models import CircuitState, Destination
+from destinations.models import Destination
 from destinations.services import destination_disable
 from destinations.signing import signature
 from server import broker, http, metrics
@@ -145,10 +145,8 @@ def send_blocked(*, destination: Destination, now: datetime) -> breaker.Held | N
     circuit is open (nothing is sent, no attempt is spent). A circuit whose probe is due lets the
     sender try to claim the probe (breaker.probes_claim)."""
     if not destination.enabled:
-        reason = destination.disabled_reason
         return breaker.Held(
-            reason=f"the destination is disabled ({reason})" if reason else "the destination is disabled",
-            status=Delivery.Status.PAUSED,
+            reason=breaker.disabled_text(destination.disabled_reason), status=Delivery.Status.PAUSED
         )
     return breaker.circuit_held(destination=destination, now=now)
 
@@ -425,6 +423,8 @@ class _Change:
     disables: str | None = None
     # A retryable failure that counts towards opening the circuit (not one put off by Retry-After).
     breaker_failure: bool = False
+    # Put off by the answer's Retry-After (429/503), pending until next_attempt_at.
+    put_off: bool = False
 
     @property
     def batched(self) -> bool:
@@ -462,7 +462,8 @@ def _outcome(
     reauthorize = (
         reauthorize and status_code == 401 and not disables and delivery.destination.auth_fetches_token
     )
-    probe_failed = probe and not succeeded and outcome.retryable
+    breaker_failure = not succeeded and outcome.retryable and not throttled
+    probe_failed = probe and breaker_failure
     if reauthorize:
         error, delay = REAUTHORIZED, REAUTHORIZE_DELAY.total_seconds()
     elif probe_failed:
@@ -481,7 +482,7 @@ def _outcome(
         status, delay, error = (
             Delivery.Status.PAUSED,
             None,
-            _clean_text(f"{error}; the destination is disabled ({disables})"),
+            _clean_text(f"{error}; {breaker.disabled_text(disables)}"),
         )
     else:
         status = Delivery.Status.PENDING
@@ -492,7 +493,8 @@ def _outcome(
         "status": status,
         "last_status_code": status_code,
         "duration_ms": duration_ms,
-        "error": error,
+        # Held back with the rest: its circuit, closing, releases it with them.
+        "error": breaker.probe_failed_text(error) if probe_failed else error,
         "processed_at": finished_at,
         "url": delivery.destination.url,
         "http_method": delivery.destination.http_method,
@@ -515,7 +517,8 @@ def _outcome(
         reauthorize=reauthorize,
         counted=counted,
         disables=disables,
-        breaker_failure=not succeeded and outcome.retryable and not throttled,
+        breaker_failure=breaker_failure,
+        put_off=throttled and status == Delivery.Status.PENDING,
     )
 
 
@@ -558,7 +561,7 @@ def _deliveries_attempt(
             held = None
         else:
             held = send_blocked(destination=delivery.destination, now=now)
-            if held is None and delivery.destination.circuit_state != CircuitState.CLOSED:
+            if held is None and breaker.circuit_open(destination=delivery.destination):
                 held = breaker.probe_held(destination=delivery.destination, now=now)
         blocked.append(held)
     to_send = [d for d, held in zip(deliveries, blocked, strict=True) if held is None]
@@ -687,8 +690,10 @@ def deliveries_send(
                 fields=["processed_at"],
                 rows=[(processed.pk, processed.processed_at)],
             )
-    _attempts_report(deliveries=deliveries, changes=changes, taken_over=taken_over, probes=probes)
+    # Turned off first: a circuit its probe's answer closes then pauses its backlog, not sends it.
     _receiver_control(deliveries=deliveries, changes=changes)
+    _attempts_report(deliveries=deliveries, changes=changes, taken_over=taken_over, probes=probes)
+    breaker.held_settle(deliveries=[d for d in deliveries if d not in taken_over])
     deliveries_settle_paused(
         deliveries=[d for d in deliveries if d.status == Delivery.Status.PAUSED and d not in taken_over]
     )
@@ -814,6 +819,7 @@ def _attempts_report(
                 succeeded=status == Delivery.Status.SUCCEEDED,
                 failed=change.breaker_failure,
                 probe=delivery.pk in probes,
+                put_off_until=change.fields["next_attempt_at"] if change.put_off else None,
             )
         )
     breaker.probes_release(deliveries=unsent_probes)
@@ -871,8 +877,11 @@ def delivery_attempt_due(*, delivery_pk: int) -> None:
     claimed = deliveries_claim(deliveries=due, lease_id=lease_id)
     orphaned = [d for d in claimed if d.destination is None]
     _fail_orphaned(deliveries=orphaned, lease_id=lease_id)
-    sendable = limits.deliveries_admit(
-        deliveries=[d for d in claimed if d.destination is not None], lease_id=lease_id
+    live, now = [d for d in claimed if d.destination is not None], timezone.now()
+    # Held back anyway (disabled, circuit open): not worth a limit's lock or a place in its rate.
+    held = [d for d in live if send_blocked(destination=d.destination, now=now) is not None]
+    sendable = held + limits.deliveries_admit(
+        deliveries=[d for d in live if d not in held], lease_id=lease_id
     )
     # Its lines carry the id of the request that ingested the event, whoever published the task.
     payloads = event_payloads(events=(d.event for d in sendable))

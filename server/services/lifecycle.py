@@ -46,7 +46,6 @@ def destination_resume(*, destination: Destination, by: AbstractBaseUser | None 
     Destination.objects.filter(pk=destination.pk).update(
         enabled=True, disabled_reason="", updated_at=now, updated_by=by
     )
-    destination.refresh_from_db()
     held = circuits_close(destination_ids=[destination.pk])
     destination.refresh_from_db()
     backlog = Delivery.objects.filter(destination=destination)

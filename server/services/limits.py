@@ -43,12 +43,13 @@ logger = logging.getLogger(__name__)
 
 
 def rate_window(rate: float) -> tuple[int, int]:
-    """`rate` (requests a second) as (requests, seconds), whole numbers: over the shortest window in
-    which the rate is a whole number of requests (2.5 is 5 in 2 s), within RATE_WINDOW_MAX_SECONDS and
-    RATE_LIMIT_MAX requests."""
+    """`rate` (requests a second) as (requests, seconds), whole numbers, never more than the rate:
+    over the shortest window in which the rate is (about) a whole number of requests (2.5 is 5 in
+    2 s), within RATE_WINDOW_MAX_SECONDS and RATE_LIMIT_MAX requests, the count rounded down."""
     longest = max(1, min(RATE_WINDOW_MAX_SECONDS, math.floor(RATE_LIMIT_MAX / rate)))
-    fraction = Fraction(rate).limit_denominator(longest)
-    return max(fraction.numerator, 1), fraction.denominator
+    seconds = Fraction(rate).limit_denominator(longest).denominator
+    # The epsilon: 0.3 x 10 is 2.9999999999999996 in floating point, and means 3.
+    return max(math.floor(rate * seconds + 1e-9), 1), seconds
 
 
 def _rate_item(rate: float) -> RateLimitItem:

@@ -185,10 +185,10 @@ def test_a_failed_probe_reopens_the_circuit_for_twice_as_long(client, destinatio
         assert (probe["status"], probe["status_code"], probe["error"]) == (
             "pending",
             503,
-            "destination answered HTTP 503",
+            "circuit open: the probe failed (destination answered HTTP 503); still pending",
         )
         stored = Delivery.objects.get(delivery_id=probe["delivery_id"])
-        assert (stored.attempt_count, stored.attempts.count()) == (0, 1)
+        assert (stored.attempt_count, stored.attempts.get().error) == (0, "destination answered HTTP 503")
         stored = _stored(destination)
         assert (stored.circuit_state, stored.circuit_trips) == ("open", trips)
         assert before + timedelta(seconds=wait) <= stored.next_probe_at
@@ -224,7 +224,9 @@ def test_open_too_long_the_destination_is_disabled(client, destination, receiver
         "closed",
     )
     backlog = Delivery.objects.filter(delivery_id__in=[d["delivery_id"] for d in held])
-    assert {(d.status, d.error, d.next_attempt_at) for d in backlog} == {("paused", reason, None)}
+    assert {(d.status, d.error, d.next_attempt_at) for d in backlog} == {
+        ("paused", f"the destination is disabled ({reason})", None)
+    }
     disabled = [line for line in json_log.lines(ALERTS) if line["message"] == "destination disabled"]
     assert [(line["alert"], line["reason"]) for line in disabled] == [("destination_disabled", reason)]
 
@@ -253,6 +255,125 @@ def test_a_recovery_obeys_an_open_circuit(api_client, client, destination, recei
     assert {(d.status, d.error[: len(breaker.CIRCUIT_OPEN)]) for d in Delivery.objects.all()} == {
         ("pending", breaker.CIRCUIT_OPEN)
     }
+
+
+def test_a_probe_put_off_by_retry_after_keeps_the_circuit_open_until_then(
+    client, destination, receiver, broker
+):
+    """With retries on, a probe answered 429 with Retry-After: 30 is put off 30 s with no attempt
+    spent, the circuit stays open with its next probe then, and what it held stays held."""
+    _opened(client, destination, receiver)
+    held = _ingests(client, destination, 2, start=3)
+    _probe_due(destination)
+    receiver.respond = answer(429, headers={"Retry-After": "30"})
+    before = timezone.now()
+    probe = Delivery.objects.get(delivery_id=_ingests(client, destination, 1, start=5)[0]["delivery_id"])
+    stored = _stored(destination)
+    assert (probe.status, probe.attempt_count, stored.circuit_state, stored.circuit_trips) == (
+        "pending",
+        0,
+        "open",
+        1,
+    )
+    assert before + timedelta(seconds=30) <= probe.next_attempt_at <= timezone.now() + timedelta(seconds=30)
+    assert stored.next_probe_at == probe.next_attempt_at
+    backlog = Delivery.objects.filter(delivery_id__in=[d["delivery_id"] for d in held])
+    assert all(d.error.startswith(breaker.CIRCUIT_OPEN) for d in backlog)
+    assert all(d.next_attempt_at > timezone.now() + timedelta(seconds=200) for d in backlog)
+
+
+def test_closing_releases_only_what_the_circuit_held(client, destination, receiver, broker):
+    """A retry put off by its schedule (before the circuit opened) keeps its time when a probe
+    closes the circuit; the held deliveries are due as created."""
+    _opened(client, destination, receiver)
+    retrying = Delivery.objects.order_by("id").first()
+    assert (retrying.status, retrying.error) == ("pending", "destination answered HTTP 500")
+    held = Delivery.objects.get(delivery_id=_ingests(client, destination, 1, start=3)[0]["delivery_id"])
+    _probe_due(destination)
+    receiver.respond = answer(200)
+    _ingests(client, destination, 1, start=4)
+    assert Delivery.objects.get(pk=retrying.pk).next_attempt_at == retrying.next_attempt_at
+    held.refresh_from_db()
+    assert (held.status, held.error, held.next_attempt_at) == ("pending", "", held.created_at)
+
+
+def test_a_success_seen_after_failures_closes_the_circuit(client, destination, receiver):
+    """A send begun before the circuit opened, by a sender that had seen failures, succeeds after:
+    the circuit closes (not only the probe's success does)."""
+    receiver.respond = answer(200)
+    delivery = pending_delivery(destination=destination)
+    Destination.objects.filter(pk=destination.pk).update(consecutive_failures=2)
+    delivery.destination = _stored(destination)  # read with 2 failures, the circuit closed
+    _opened(client, destination, receiver)
+    breaker.attempts_count(
+        attempts=[breaker.Counted(delivery=delivery, succeeded=True, failed=False, probe=False)]
+    )
+    stored = _stored(destination)
+    assert (stored.circuit_state, stored.consecutive_failures) == ("closed", 0)
+
+
+def test_a_probe_not_sent_is_given_back_only_by_its_claimer(breaker_settings):
+    """A probe claimed but not sent (no free slot) reopens the circuit, its probe due now; a claim
+    that is no longer the circuit's (claimed again since) gives back nothing."""
+    destination = DestinationFactory(
+        circuit_state=CircuitState.OPEN, next_probe_at=timezone.now() - timedelta(seconds=1), circuit_trips=1
+    )
+    first, second = pending_delivery(destination=destination), pending_delivery(destination=destination)
+    first.destination, second.destination = _stored(destination), _stored(destination)  # two senders
+    now = timezone.now()
+    breaker.probes_claim(deliveries=[first], now=now, lease_until=now - timedelta(milliseconds=1))
+    later = timezone.now()
+    breaker.probes_claim(deliveries=[second], now=later, lease_until=later + timedelta(seconds=30))
+    breaker.probes_release(deliveries=[first])
+    assert _stored(destination).circuit_state == "half_open"
+    breaker.probes_release(deliveries=[second])
+    stored = _stored(destination)
+    assert (stored.circuit_state, stored.next_probe_at <= timezone.now()) == ("open", True)
+
+
+def test_with_the_breaker_off_an_open_circuit_holds_nothing(client, destination, receiver, settings):
+    """DATAPUSHER_BREAKER_FAILURES=0 with a circuit left open: the ingest sends, and the success
+    closes the circuit."""
+    _opened(client, destination, receiver)
+    settings.DATAPUSHER_BREAKER_FAILURES = 0
+    receiver.respond = answer(200)
+    assert _ingests(client, destination, 1, start=3)[0]["status"] == "succeeded"
+    assert _stored(destination).circuit_state == "closed"
+
+
+def test_a_probe_answered_410_disables_and_pauses_the_backlog(client, destination, receiver):
+    """The probe's 410 Gone disables the destination: the circuit closes and what it held is paused
+    (kept for the resume), not sent."""
+    _opened(client, destination, receiver)
+    held = _ingests(client, destination, 2, start=3)
+    _probe_due(destination)
+    receiver.respond = answer(410)
+    _ingests(client, destination, 1, start=5)
+    stored = _stored(destination)
+    assert (stored.enabled, stored.circuit_state, len(receiver.requests)) == (False, "closed", 4)
+    backlog = Delivery.objects.filter(delivery_id__in=[d["delivery_id"] for d in held])
+    assert {(d.status, d.error) for d in backlog} == {
+        ("paused", "the destination is disabled (the destination answered 410 Gone)")
+    }
+
+
+def test_a_delivery_held_while_its_circuit_closed_is_released(breaker_settings):
+    """A delivery held back by a circuit read open, written after the circuit closed: settling it
+    makes it due as created."""
+    destination = DestinationFactory()  # closed
+    delivery = pending_delivery(
+        destination=destination,
+        error="circuit open: 10 failures in a row; next probe at …; still pending",
+        next_attempt_at=timezone.now() + timedelta(hours=1),
+    )
+    breaker.held_settle(deliveries=[delivery])
+    delivery.refresh_from_db()
+    assert (delivery.error, delivery.next_attempt_at) == ("", delivery.created_at)
+
+
+def test_the_cooldown_stops_at_its_cap_however_many_trips(breaker_settings):
+    """Cooldowns double up to DATAPUSHER_BREAKER_COOLDOWN_MAX; thousands of trips do not overflow."""
+    assert [breaker.cooldown(trips=t).total_seconds() for t in (1, 2, 3, 4, 2000)] == [60, 120, 240, 240, 240]
 
 
 @pytest.mark.django_db(transaction=True)  # each thread commits on its own connection
