@@ -508,7 +508,8 @@ def test_a_worker_holds_back_then_drains_the_backlog_after_a_probe(client, worke
         "DATAPUSHER_BREAKER_FAILURES": "3",
         "DATAPUSHER_BREAKER_COOLDOWN": "1",
         "DATAPUSHER_BREAKER_COOLDOWN_MAX": "2",
-        "DATAPUSHER_RETRY_SCHEDULE": "60",
+        # Each first failure's retry falls due while the circuit is open: held, then released with the rest.
+        "DATAPUSHER_RETRY_SCHEDULE": "1",
     }
     worker(**overrides)
     dispatcher(**overrides)
