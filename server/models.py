@@ -1,4 +1,5 @@
 import uuid
+from datetime import datetime
 
 from django.db import models
 from django.db.models import Q
@@ -147,6 +148,11 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.http_method} {url_without_credentials(self.url)} ({self.status})"
+
+
+def unleased(*, now: datetime) -> Q:
+    """Deliveries nobody holds: never leased, released, or whose holder's lease ran out."""
+    return Q(lease_id__isnull=True) | Q(lease_expires_at__lt=now)
 
 
 class Attempt(models.Model):

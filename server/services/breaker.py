@@ -37,7 +37,7 @@ from django.utils import timezone
 from destinations.models import CircuitState, Destination
 from destinations.services import destination_disable
 from server import metrics
-from server.models import Delivery
+from server.models import Delivery, unleased
 from server.services import alerts
 
 # The error of a delivery held back by an open circuit starts with this.
@@ -136,15 +136,15 @@ def probe_failed_text(error: str) -> str:
 
 
 def probes_claim(*, deliveries: Sequence[Delivery], now: datetime, lease_until: datetime) -> set[int]:
-    """For each destination among the deliveries' whose circuit is open with its probe due (read
-    in memory), try to claim the probe (one conditional UPDATE each: open or a dead prober's
+    """For each enabled destination among the deliveries' whose circuit is open with its probe due
+    (read in memory), try to claim the probe (one conditional UPDATE each: open or a dead prober's
     half_open, due) until `lease_until`, which stays the claim's mark in next_probe_at. Returns the
     pks of the deliveries to send as probes: the oldest of each destination claimed. The in-memory
     destinations are updated either way."""
     due: dict[int, Delivery] = {}
     for delivery in sorted(deliveries, key=lambda d: d.pk):
         destination = delivery.destination
-        if circuit_open(destination=destination) and destination.next_probe_at <= now:
+        if destination.enabled and circuit_open(destination=destination) and destination.next_probe_at <= now:
             due.setdefault(destination.pk, delivery)
     probes = set()
     for destination_id, delivery in due.items():
@@ -287,7 +287,7 @@ def _held_backlog(*, destination_ids: Iterable[int], now: datetime) -> QuerySet[
     """The deliveries of these destinations that an open circuit held back (or a probe that failed),
     still pending and held by nobody."""
     return Delivery.objects.filter(
-        Q(lease_id__isnull=True) | Q(lease_expires_at__lt=now),
+        unleased(now=now),
         destination_id__in=destination_ids,
         status=Delivery.Status.PENDING,
         error__startswith=CIRCUIT_OPEN,
@@ -364,7 +364,7 @@ def probes_schedule(*, now: datetime, limit: int) -> int:
     due = Destination.objects.filter(~Q(circuit_state=CircuitState.CLOSED), next_probe_at__lte=now)
     oldest = (
         Delivery.objects.filter(
-            Q(lease_id__isnull=True) | Q(lease_expires_at__lt=now),
+            unleased(now=now),
             destination_id=OuterRef("pk"),
             status=Delivery.Status.PENDING,
         )

@@ -25,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from datapusher.logs import request_id_bound
@@ -34,7 +34,7 @@ from destinations.models import Destination
 from destinations.services import destination_disable
 from destinations.signing import signature
 from server import broker, http, metrics
-from server.models import Attempt, Delivery, Event
+from server.models import Attempt, Delivery, Event, unleased
 from server.payload import payload_loads
 from server.services import alerts, breaker, limits
 from server.services.credentials import Authorizer, authorizer_for
@@ -96,11 +96,6 @@ def _leases_extend_for_token_fetches(*, deliveries: Sequence[Delivery], lease_id
         Delivery.objects.filter(pk__in=fetching, lease_id=lease_id).update(
             lease_expires_at=timezone.now() + lease_duration(fetches_token=True)
         )
-
-
-def unleased(*, now: datetime) -> Q:
-    """Deliveries nobody holds: never leased, released, or whose holder's lease ran out."""
-    return Q(lease_id__isnull=True) | Q(lease_expires_at__lt=now)
 
 
 def retry_after_delay(*, retry_after: float) -> float:
@@ -671,9 +666,7 @@ def deliveries_send(
     _leases_extend_for_token_fetches(deliveries=deliveries, lease_id=lease_id)
     now = timezone.now()
     probes = breaker.probes_claim(
-        deliveries=[d for d in deliveries if send_blocked(destination=d.destination, now=now) is None],
-        now=now,
-        lease_until=now + lease_duration(fetches_token=True),
+        deliveries=deliveries, now=now, lease_until=now + lease_duration(fetches_token=True)
     )
     changes = _deliveries_attempt(
         deliveries=deliveries, payloads=payloads, reauthorize=reauthorize, probes=probes

@@ -17,7 +17,7 @@ from datapusher.sql import objects_insert
 from server.models import Delivery, Event
 from server.payload import payload_parse
 from server.selectors import IngestTarget, ingest_target_get
-from server.services.breaker import held_settle
+from server.services.breaker import CIRCUIT_OPEN, held_settle
 from server.services.delivery import (
     bulkhead,
     deliveries_send,
@@ -153,7 +153,7 @@ def _event_ingest(
             if last_try or target is None:
                 raise
     paused = [d for d in deliveries if d.status == Delivery.Status.PAUSED]
-    held = [d for d in deliveries if d.lease_id is None and d.status == Delivery.Status.PENDING]
+    held = [d for d in deliveries if d.error.startswith(CIRCUIT_OPEN)]  # by its circuit, as stored
     if not queued:
         deliveries_send(
             deliveries=[d for d in deliveries if d.lease_id is not None],

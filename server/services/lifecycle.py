@@ -11,9 +11,8 @@ from django.utils import timezone
 
 from destinations.models import Destination
 from server import broker
-from server.models import Delivery
+from server.models import Delivery, unleased
 from server.services.breaker import circuits_close
-from server.services.delivery import unleased
 from server.services.dispatch import deliveries_hand_over
 from server.services.log import deliveries_resend
 

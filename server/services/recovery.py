@@ -14,9 +14,8 @@ from django.utils import timezone
 from accounts.models import Account
 from destinations.models import Destination
 from server import broker
-from server.models import Delivery, Recovery
+from server.models import Delivery, Recovery, unleased
 from server.selectors import recovery_deliveries
-from server.services.delivery import unleased
 from server.services.dispatch import deliveries_hand_over
 from server.services.log import SKIPPED_BUSY, SKIPPED_DESTINATION_DELETED, deliveries_resend
 
