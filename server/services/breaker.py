@@ -183,14 +183,14 @@ def attempts_count(*, attempts: Sequence[Counted]) -> None:
     """Count recorded attempts on their destinations and move their circuits.
 
     A success resets the count (only a count that was not 0 when read: a failure counted since, by
-    another sender, happened alongside it). It also closes the circuit when its sender had seen
-    it open or failing (read in memory): any such success, not only the probe's. Retryable
-    failures add to the count, relative to what is stored, so concurrent senders add up; the sender
-    whose failures take it to DATAPUSHER_ALERT_AFTER_FAILURES alerts, and to
-    DATAPUSHER_BREAKER_FAILURES opens the circuit. A probe answered otherwise (a permanent 4xx: the
-    receiver is up) closes it too; a failed probe reopens it; a probe put off by Retry-After leaves
-    it open until then. A destination that both succeeded and failed here counts as answering.
-    Never raises: a write that could not be made is logged."""
+    another sender, happened alongside it). It also closes the circuit when its sender had seen it
+    open or failing (read in memory): any such success, not only the probe's. Retryable failures add
+    to the count, relative to what is stored, so concurrent senders add up; the sender whose
+    failures take it to DATAPUSHER_ALERT_AFTER_FAILURES alerts; one of those that read it at
+    DATAPUSHER_BREAKER_FAILURES or above, the circuit closed, opens the circuit. A probe answered
+    otherwise (a permanent 4xx: the receiver is up) closes it too; a failed probe reopens it; a
+    probe put off by Retry-After leaves it open until then. A destination that both succeeded and
+    failed here counts as answering. Never raises: a write that could not be made is logged."""
     answered = {a.delivery.destination_id for a in attempts if a.succeeded}
     answered |= {
         a.delivery.destination_id for a in attempts if a.probe and not a.failed and a.put_off_until is None
